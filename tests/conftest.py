@@ -1,0 +1,37 @@
+"""Shared fixtures.
+
+`shared_dir` is the one way tests reach `../shared` (the real tokenizer and specs). Where the folder is absent
+(a user's own clone) those tests skip with the reason; CI sets IXC_REQUIRE_SHARED=1 and then they fail.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DIR = Path(os.environ.get("IXC_SHARED_DIR", REPO_ROOT.parent / "shared"))
+
+
+def _missing(what: str) -> None:
+    reason = f"{what} not found (the project's ../shared folder is absent)"
+    if os.environ.get("IXC_REQUIRE_SHARED") == "1":
+        pytest.fail(f"{reason}; IXC_REQUIRE_SHARED=1 makes it required", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED_DIR.is_dir():
+        _missing(str(SHARED_DIR))
+    return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def real_tokenizer_path(shared_dir: Path) -> Path:
+    path = shared_dir / "data" / "internlm2" / "tokenizer.model"
+    if not path.is_file():
+        _missing(str(path))
+    return path
