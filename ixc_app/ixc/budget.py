@@ -1,0 +1,133 @@
+"""The token budget: what each turn and image of a conversation costs, and which old turns to drop to fit.
+
+The chat calls this before an engine so a long conversation loses its oldest exchanges instead of failing or
+being cut mid-prompt (the reference truncates the embeddings, which can cut the current question). Dropping
+turns can change the prompt itself (one image left moves first and gets the single-image crop budget), so
+every candidate is laid out by the template and the chosen one is built for real.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+from ixc_app.ixc.prompt import ImageSegment, Prompt, Turn
+from ixc_app.ixc.template import Block, build_prompt, layout, text_runs
+from ixc_app.ixc.tokenizer import Tokenizer
+
+
+class ContextBudgetExceeded(ValueError):
+    """The current message alone, with the answer's reserved tokens, does not fit the context."""
+
+    def __init__(self, *, needed: int, image_tokens: int, reserved: int, limit: int) -> None:
+        self.needed = needed
+        self.image_tokens = image_tokens
+        self.reserved = reserved
+        self.limit = limit
+        super().__init__(
+            f"This message needs {needed} tokens ({image_tokens} of them for images) plus {reserved} "
+            f"reserved for the answer, more than the context limit of {limit}: attach fewer images, lower "
+            "the image detail (hd_num), shorten the text or lower the maximum answer length."
+        )
+
+
+@dataclass(frozen=True)
+class TurnCost:
+    """Embeddings one turn adds to the prompt: its text (with markers) and each of its images."""
+
+    text_tokens: int
+    image_tokens: tuple[int, ...]
+
+    @property
+    def total(self) -> int:
+        return self.text_tokens + sum(self.image_tokens)
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """The turns kept (oldest `dropped` removed), their prompt, and the costs of the conversation as given.
+
+    `costs` has one entry per input turn and `overhead_tokens` counts BOS, the system turn, the answer header
+    and the prefill, both as they stand in the untrimmed prompt.
+    """
+
+    turns: tuple[Turn, ...]
+    dropped: int
+    prompt: Prompt
+    costs: tuple[TurnCost, ...]
+    overhead_tokens: int
+
+
+def fit_to_context(
+    turns: Sequence[Turn],
+    tokenizer: Tokenizer,
+    *,
+    context_limit: int,
+    max_new_tokens: int,
+    meta_instruction: str | None = None,
+    prefill: str = "",
+    hd_num_single: int = 24,
+    hd_num_multi: int = 6,
+) -> BudgetPlan:
+    """Drop the fewest oldest user+assistant pairs so the prompt plus `max_new_tokens` fits the context."""
+    settings = {
+        "meta_instruction": meta_instruction,
+        "prefill": prefill,
+        "hd_num_single": hd_num_single,
+        "hd_num_multi": hd_num_multi,
+    }
+    lay = partial(layout, **settings)
+    build = partial(build_prompt, tokenizer=tokenizer, **settings)
+    count = _cached_counter(tokenizer)
+    costs, overhead = _costs(lay(turns), len(turns), count)
+    available = context_limit - max_new_tokens
+    for dropped in range(0, len(turns), 2):
+        kept = tuple(turns[dropped:])
+        kept_costs, kept_overhead = _costs(lay(kept), len(kept), count)
+        if kept_overhead + sum(cost.total for cost in kept_costs) > available:
+            continue
+        prompt = build(kept)
+        if prompt.num_tokens <= available:
+            return BudgetPlan(kept, dropped, prompt, costs, overhead)
+    alone = build(turns[-1:])
+    raise ContextBudgetExceeded(
+        needed=alone.num_tokens,
+        image_tokens=sum(image.num_tokens for image in alone.images),
+        reserved=max_new_tokens,
+        limit=context_limit,
+    )
+
+
+def _costs(
+    blocks: Sequence[Block], n_turns: int, count: Callable[[str], int]
+) -> tuple[tuple[TurnCost, ...], int]:
+    """Token counts per turn from the layout, block by block.
+
+    Blocks meet at turn markers, which SentencePiece never merges with their neighbours, and images cut the
+    text anyway, so the blocks' counts add up to the prompt's (the one BOS goes to the overhead).
+    """
+    text = [0] * n_turns
+    images: list[list[int]] = [[] for _ in range(n_turns)]
+    overhead = 1
+    for block in blocks:
+        block_text = sum(count(run) for run in text_runs(block.parts) if isinstance(run, str))
+        if block.turn is None:
+            overhead += block_text
+            continue
+        text[block.turn] += block_text
+        images[block.turn].extend(p.num_tokens for p in block.parts if isinstance(p, ImageSegment))
+    costs = tuple(TurnCost(t, tuple(i)) for t, i in zip(text, images, strict=True))
+    return costs, overhead
+
+
+def _cached_counter(tokenizer: Tokenizer) -> Callable[[str], int]:
+    """Token count of a text run, remembered: trimming lays out the same turns once per candidate."""
+    cache: dict[str, int] = {}
+
+    def count(text: str) -> int:
+        if text not in cache:
+            cache[text] = len(tokenizer.encode(text, bos=False))
+        return cache[text]
+
+    return count
