@@ -35,3 +35,12 @@ def real_tokenizer_path(shared_dir: Path) -> Path:
     if not path.is_file():
         _missing(str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, real_tokenizer_path: Path) -> Path:
+    """The tiny random-weight IXC-2.5 checkpoint with the real tokenizer, written once per test session."""
+    # Imported here so that test modules that never touch the model do not pay for importing torch.
+    from ixc_app.engines.native.tiny import write_tiny_checkpoint
+
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoint", real_tokenizer_path)
