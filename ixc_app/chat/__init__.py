@@ -1,0 +1,92 @@
+"""The chat's canonical state and the conversions around it: pure Python, no gradio, no torch of its own.
+
+Public API (import from `ixc_app.chat`):
+
+State (frozen dataclasses, JSON round trip with `Conversation.to_dict()` / `Conversation.from_dict(d)`):
+- `Conversation(id, owner, title, created, updated, messages, settings)`; properties `media`, `media_keys`.
+- `Message(role, text, media, feedback, finish, error, stats)`: `finish` None while an answer streams, else
+  "stop" | "length" | "cancelled" | "error"; `error` is the one-sentence reason an answer failed.
+- `MediaItem(key, kind, name, mime, width, height, duration_s, strip_key, strip_width, strip_height,
+  poster_key, playable)`: an image, or a video with its derived frame strip and poster.
+- `GenerationStats(prompt_tokens, generated_tokens, cached_tokens, time_to_first_token_s, total_s,
+  dropped_messages)`.
+- `ChatSettings(params: GenerationParams, hd_num_single, hd_num_multi, image_mode, use_meta)`;
+  `image_mode` "auto" | "single" | "multi" (see its docstring).
+
+Operations (each returns a new Conversation; `ConversationError` carries a one-sentence message):
+`new_conversation(owner, settings=None)`, `add_user_message(conv, text, media=())`, `start_answer(conv)`,
+`append_answer(conv, text)`, `finish_answer(conv, finished, dropped_messages=0)`, `fail_answer(conv, error)`,
+`retry(conv)`, `undo(conv)`, `edit_user_message(conv, index, text)`, `set_feedback(conv, index, feedback)`,
+`rename(conv, title)`, `with_settings(conv, settings)`.
+
+Conversions:
+- `to_request(conv, tokenizer, media_path, *, context_budget, max_new_tokens_cap=None, session_id=None)
+  -> PreparedRequest(request, dropped_messages, prompt_tokens)`; raises `ContextBudgetExceeded`.
+- `to_chatbot(conv, media_path) -> list[{"role", "content"}]`: one Chatbot message per conversation message.
+- `media_path` is any `key -> path` function, normally `store.media.path`.
+
+Media:
+- `ingest_upload(media: MediaStore, path, limits: config.Limits, *, name=None, progress=None) -> MediaItem`:
+  validate an uploaded file once, store it, and for a video build and store its frame strip (and, for a
+  video browsers cannot play, a poster); `progress(fraction, desc)` is called while a video is decoded (the UI
+  adapts `gr.Progress()`). Rejections raise `MediaRejected` (from `ixc_app.media`).
+- `media_limits(limits) -> MediaLimits`: the media store's view of the app's limits.
+"""
+
+from ixc_app.chat.conversation import (
+    DEFAULT_TITLE,
+    ChatSettings,
+    Conversation,
+    ConversationError,
+    Feedback,
+    GenerationStats,
+    ImageMode,
+    MediaItem,
+    Message,
+    add_user_message,
+    append_answer,
+    edit_user_message,
+    fail_answer,
+    finish_answer,
+    new_conversation,
+    rename,
+    retry,
+    set_feedback,
+    start_answer,
+    undo,
+    with_settings,
+)
+from ixc_app.chat.display import to_chatbot
+from ixc_app.chat.ingest import ingest_upload, media_limits
+from ixc_app.chat.request import MediaPath, PreparedRequest, hd_nums, to_request
+
+__all__ = [
+    "DEFAULT_TITLE",
+    "ChatSettings",
+    "Conversation",
+    "ConversationError",
+    "Feedback",
+    "GenerationStats",
+    "ImageMode",
+    "MediaItem",
+    "MediaPath",
+    "Message",
+    "PreparedRequest",
+    "add_user_message",
+    "append_answer",
+    "edit_user_message",
+    "fail_answer",
+    "finish_answer",
+    "hd_nums",
+    "ingest_upload",
+    "media_limits",
+    "new_conversation",
+    "rename",
+    "retry",
+    "set_feedback",
+    "start_answer",
+    "to_chatbot",
+    "to_request",
+    "undo",
+    "with_settings",
+]

@@ -1,0 +1,119 @@
+"""Turning an uploaded file into a `MediaItem`: validated and stored once, a video's strip built at upload.
+
+The frame strip is what the model sees of a video, so it is made here, while the user waits with a progress
+bar, rather than in the middle of answering; every later turn, retry or restart reuses the stored strip. A
+video the browser cannot play also gets a poster (its first frame, as it appears in the strip) for the chat.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from ixc_app.chat.conversation import MediaItem
+from ixc_app.config import Limits
+from ixc_app.ixc.video import LABEL_BAND, VideoError, frame_size, video_composite, video_transform
+from ixc_app.media import VIDEO_STRIP, MediaLimits, MediaStore, StoredMedia, UnreadableVideo
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+"""`progress(fraction, description)`; the UI adapts `gr.Progress` to it."""
+
+VIDEO_POSTER = "poster"
+"""`save_derived` name of the still shown in place of a video the browser cannot play."""
+
+BROWSER_CODECS = {"video/mp4": frozenset({"h264"}), "video/webm": frozenset({"vp8", "vp9", "av1"})}
+"""What browsers play (gradio6.md): H.264 in MP4, and WebM."""
+
+
+def media_limits(limits: Limits) -> MediaLimits:
+    """The media store's view of the app's limits (one upload size applies to images and videos alike)."""
+    return MediaLimits(
+        max_image_bytes=limits.max_upload_bytes,
+        max_video_bytes=limits.max_upload_bytes,
+        max_pixels=limits.max_image_pixels,
+        max_video_seconds=limits.max_video_seconds,
+    )
+
+
+def ingest_upload(
+    media: MediaStore,
+    path: str | Path,
+    limits: Limits,
+    *,
+    name: str | None = None,
+    progress: Progress | None = None,
+) -> MediaItem:
+    """Validate and store `path` (shown as `name`, default its file name), or raise `MediaRejected`."""
+    path = Path(path)
+    stored = media.add(path, name or path.name, media_limits(limits))
+    if stored.kind == "image":
+        return MediaItem(
+            key=stored.key,
+            kind="image",
+            name=stored.name,
+            mime=stored.mime,
+            width=stored.width,
+            height=stored.height,
+        )
+    return ingest_video(media, stored, progress)
+
+
+def is_browser_playable(stored: StoredMedia) -> bool:
+    codec = stored.video.codec if stored.video else ""
+    return codec in BROWSER_CODECS.get(stored.mime, frozenset())
+
+
+def ingest_video(media: MediaStore, stored: StoredMedia, progress: Progress | None = None) -> MediaItem:
+    """The item for a stored video, building (or reusing, for content seen before) its strip and poster."""
+
+    def report(fraction: float, text: str) -> None:
+        if progress is not None:
+            progress(fraction, text)
+
+    playable = is_browser_playable(stored)
+    strip = _derived(media, stored, VIDEO_STRIP)
+    poster = None if playable else _derived(media, stored, VIDEO_POSTER)
+    if strip is None or (poster is None and not playable):
+        report(0.0, f"Decoding the frames of '{stored.name}'")
+        try:
+            composite, info = video_composite(stored.path)
+        except VideoError as exc:
+            raise UnreadableVideo(stored.name) from exc
+        report(0.8, f"Building the frame strip of '{stored.name}'")
+        strip = media.save_derived(stored.key, VIDEO_STRIP, video_transform(composite))
+        if not playable:
+            width, height = frame_size(info.width, info.height)
+            first = composite.crop((0, LABEL_BAND, width, LABEL_BAND + height))
+            poster = media.save_derived(stored.key, VIDEO_POSTER, first)
+        log.info(
+            "video %s: %d of %d frames (%s) -> strip %dx%d",
+            stored.key[:12],
+            len(info.indices),
+            info.frame_count,
+            info.decoding,
+            strip.width,
+            strip.height,
+        )
+    report(1.0, f"'{stored.name}' is ready")
+    return MediaItem(
+        key=stored.key,
+        kind="video",
+        name=stored.name,
+        mime=stored.mime,
+        width=stored.width,
+        height=stored.height,
+        duration_s=stored.video.duration_s if stored.video else None,
+        strip_key=strip.key,
+        strip_width=strip.width,
+        strip_height=strip.height,
+        poster_key=poster.key if poster else None,
+        playable=playable,
+    )
+
+
+def _derived(media: MediaStore, stored: StoredMedia, name: str) -> StoredMedia | None:
+    key = stored.derived.get(name)
+    return media.get(key) if key else None

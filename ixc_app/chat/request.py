@@ -1,0 +1,115 @@
+"""From a conversation to the engine request that answers its last user message, within the token budget.
+
+The conversation keeps every turn; only the request is trimmed. When the whole history does not fit the
+context budget (prompt plus the answer's reserved tokens), the oldest user+answer pairs are left out and the
+caller learns how many messages that was, so the UI can say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ixc_app.chat.conversation import ChatSettings, Conversation, ConversationError, MediaItem, Message
+from ixc_app.engines.base import Request
+from ixc_app.ixc.budget import fit_to_context
+from ixc_app.ixc.prompt import ImageRef, Turn
+from ixc_app.ixc.template import CHAT_META
+from ixc_app.ixc.tokenizer import Tokenizer
+
+MediaPath = Callable[[str], Path | str]
+"""Where the media store keeps the file of a key (`MediaStore.path`)."""
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """The request to send, how many of the oldest messages it leaves out, and its prompt size in tokens."""
+
+    request: Request
+    dropped_messages: int
+    prompt_tokens: int
+
+
+def image_ref(item: MediaItem, media_path: MediaPath) -> ImageRef:
+    """What the model sees of a media item: the image itself, or a video's composite strip."""
+    if item.kind == "video":
+        if not (item.strip_key and item.strip_width and item.strip_height):
+            raise ConversationError(f"The video '{item.name}' has no frame strip; attach it again.")
+        return ImageRef(
+            key=item.strip_key,
+            path=str(media_path(item.strip_key)),
+            width=item.strip_width,
+            height=item.strip_height,
+            is_video=True,
+        )
+    return ImageRef(key=item.key, path=str(media_path(item.key)), width=item.width, height=item.height)
+
+
+def to_turns(messages: tuple[Message, ...], media_path: MediaPath) -> tuple[Turn, ...]:
+    return tuple(
+        Turn(role=m.role, text=m.text, images=tuple(image_ref(item, media_path) for item in m.media))
+        for m in messages
+    )
+
+
+def hd_nums(settings: ChatSettings) -> tuple[int, int]:
+    """(single, multi) crop budgets for the template, which picks by image count; see `ChatSettings`."""
+    if settings.image_mode == "single":
+        return settings.hd_num_single, settings.hd_num_single
+    if settings.image_mode == "multi":
+        return settings.hd_num_multi, settings.hd_num_multi
+    return settings.hd_num_single, settings.hd_num_multi
+
+
+def to_request(
+    conv: Conversation,
+    tokenizer: Tokenizer,
+    media_path: MediaPath,
+    *,
+    context_budget: int,
+    max_new_tokens_cap: int | None = None,
+    session_id: str | None = None,
+) -> PreparedRequest:
+    """The request answering the conversation's last user message.
+
+    An empty, unfinished answer after it (the one about to be streamed into) is ignored. `max_new_tokens` is
+    capped by `max_new_tokens_cap` and reserved in the budget. Raises `ContextBudgetExceeded` (from
+    `ixc_app.ixc.budget`) when the last message alone does not fit.
+    """
+    messages = conv.messages
+    if (
+        messages
+        and messages[-1].role == "assistant"
+        and messages[-1].finish is None
+        and not messages[-1].text
+    ):
+        messages = messages[:-1]
+    if not messages or messages[-1].role != "user":
+        raise ConversationError("There is no question to answer; send a message first.")
+    settings = conv.settings
+    params = settings.params
+    if max_new_tokens_cap is not None and params.max_new_tokens > max_new_tokens_cap:
+        params = replace(params, max_new_tokens=max_new_tokens_cap)
+    meta = CHAT_META if settings.use_meta else None
+    single, multi = hd_nums(settings)
+    plan = fit_to_context(
+        to_turns(messages, media_path),
+        tokenizer,
+        context_limit=context_budget,
+        max_new_tokens=params.max_new_tokens,
+        meta_instruction=meta,
+        hd_num_single=single,
+        hd_num_multi=multi,
+    )
+    request = Request(
+        turns=plan.turns,
+        params=params,
+        meta_instruction=meta,
+        session_id=session_id,
+        hd_num_single=single,
+        hd_num_multi=multi,
+    )
+    return PreparedRequest(
+        request=request, dropped_messages=plan.dropped, prompt_tokens=plan.prompt.num_tokens
+    )

@@ -1,0 +1,468 @@
+"""The one settings object: CLI flags over `IXC_*` environment variables over defaults.
+
+Every tunable the app has lives here (model, engine, device, limits, hd_num defaults, data dir bound), so a
+deployment is described by one command line or one environment, and `--help` lists it all. Building the
+settings is pure (`parse_settings`); `prepare` then does the little I/O the app needs before it starts: the
+data dir, the stable browser-state secret, and whether to run the real model or the demo checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("native", "lmdeploy")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "bf16", "fp16", "fp32")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+TINY_MODEL = "tiny"
+DEFAULT_MODEL = "models/internlm-xcomposer2d5-7b"
+TINY_DIR_NAME = "tiny-checkpoint"
+SECRET_FILE_NAME = "browser-state-secret"
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message is one sentence saying what to change."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Input limits, all enforced before a request reaches the GPU queue."""
+
+    max_upload_bytes: int = 200 * 1024**2
+    max_files_per_message: int = 8
+    max_files_per_conversation: int = 32
+    max_image_pixels: int = 50_000_000
+    max_video_seconds: float = 600.0
+    max_text_chars: int = 20_000
+    max_new_tokens: int = 4096
+    context_budget: int = 16_384
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app is configured with.
+
+    `model` is what was asked for (a checkpoint folder, or `tiny`); `model_path`, `device`/`dtype` (no longer
+    `auto`) and `is_demo_model` are filled in by `prepare`, which decides whether the real model can run here.
+    `demo_reason` says why the demo checkpoint is used, for the UI's banner.
+    """
+
+    model: str = DEFAULT_MODEL
+    engine: str = "native"
+    engine_url: str = ""
+    lmdeploy_python: str = ""
+    device: str = "auto"
+    dtype: str = "auto"
+    host: str = "127.0.0.1"
+    port: int = 7860
+    data_dir: Path = Path("data")
+    secret: str = ""
+    limits: Limits = field(default_factory=Limits)
+    hd_num_single: int = 24
+    hd_num_multi: int = 6
+    max_data_bytes: int = 10 * 1024**3
+    strict: bool = False
+    log_level: str = "info"
+    model_path: Path | None = None
+    is_demo_model: bool = False
+    demo_reason: str = ""
+
+    @property
+    def media_dir(self) -> Path:
+        return self.data_dir / "media"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir / "store"
+
+    @property
+    def upload_dir(self) -> Path:
+        """Gradio's upload cache (GRADIO_TEMP_DIR): raw uploads before validation, cleaned by age."""
+        return self.data_dir / "uploads"
+
+    @property
+    def tiny_checkpoint_dir(self) -> Path:
+        return self.data_dir / TINY_DIR_NAME
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
+
+
+def parse_size(text: str) -> int:
+    """Bytes from `123`, `200MB`, `1.5G` (binary units: 1 MB = 1024 * 1024 bytes)."""
+    match = _SIZE_RE.match(text.lower())
+    if not match or match.group(2) not in _SIZE_UNITS:
+        raise ValueError(f"'{text}' is not a size; write it like 200MB or 10GB")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+
+
+def _format_size(n: int) -> str:
+    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if n % factor == 0:
+            return f"{n // factor}{unit}"
+    return str(n)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{value} is not a positive integer")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise ValueError(f"{value} is not a positive number")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise ValueError(f"{value} is not a TCP port (1-65535)")
+    return value
+
+
+@dataclass(frozen=True)
+class _Choice:
+    options: tuple[str, ...]
+
+    def __call__(self, text: str) -> str:
+        value = text.strip().lower()
+        if value not in self.options:
+            raise ValueError(f"'{text}' is not one of {', '.join(self.options)}")
+        return value
+
+
+def _boolean(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"'{text}' is not a boolean (use 1/0, true/false, yes/no, on/off)")
+
+
+@dataclass(frozen=True)
+class _Option:
+    """One setting: its flag, its environment variable, how to parse it, where it goes in `Settings`."""
+
+    flag: str
+    dest: str
+    parse: Callable[[str], Any]
+    help: str
+    shown_default: str
+    metavar: str | None = None
+    is_flag: bool = False
+
+    @property
+    def env(self) -> str:
+        return "IXC_" + self.flag.removeprefix("--").replace("-", "_").upper()
+
+
+_L = Limits()
+_S = Settings()
+OPTIONS: tuple[_Option, ...] = (
+    _Option(
+        "--model",
+        "model",
+        str,
+        "folder of the internlm/internlm-xcomposer2d5-7b checkpoint, or 'tiny' for the random-weight demo",
+        _S.model,
+        "PATH|tiny",
+    ),
+    _Option(
+        "--engine", "engine", _Choice(ENGINES), "inference engine (only 'native' is available yet)", "native"
+    ),
+    _Option(
+        "--engine-url", "engine_url", str, "URL of a running lmdeploy server (not available yet)", "''", "URL"
+    ),
+    _Option(
+        "--lmdeploy-python",
+        "lmdeploy_python",
+        str,
+        "Python of a separate lmdeploy 0.7.3 environment (not available yet)",
+        "''",
+        "PATH",
+    ),
+    _Option("--device", "device", _Choice(DEVICES), "where the model runs; auto = CUDA if present", "auto"),
+    _Option(
+        "--dtype", "dtype", _Choice(DTYPES), "weight precision; auto = bf16 on CUDA, fp32 on CPU", "auto"
+    ),
+    _Option("--host", "host", str, "address to listen on (0.0.0.0 exposes the app to the network)", _S.host),
+    _Option("--port", "port", _port, "port to listen on", str(_S.port)),
+    _Option(
+        "--data-dir",
+        "data_dir",
+        Path,
+        "where conversations, media, uploads and the demo checkpoint are kept",
+        str(_S.data_dir),
+        "DIR",
+    ),
+    _Option(
+        "--secret",
+        "secret",
+        str,
+        "secret that encrypts the browser's saved state (prefer the variable: flags show in ps); generated "
+        "once and kept in the data dir if empty",
+        "''",
+    ),
+    _Option(
+        "--max-upload-size",
+        "max_upload_bytes",
+        parse_size,
+        "largest accepted upload",
+        _format_size(_L.max_upload_bytes),
+        "SIZE",
+    ),
+    _Option(
+        "--max-files-per-message",
+        "max_files_per_message",
+        _positive_int,
+        "images and videos in one message",
+        str(_L.max_files_per_message),
+        "N",
+    ),
+    _Option(
+        "--max-files-per-conversation",
+        "max_files_per_conversation",
+        _positive_int,
+        "images and videos in one conversation",
+        str(_L.max_files_per_conversation),
+        "N",
+    ),
+    _Option(
+        "--max-image-pixels",
+        "max_image_pixels",
+        _positive_int,
+        "largest accepted image, width x height",
+        str(_L.max_image_pixels),
+        "N",
+    ),
+    _Option(
+        "--max-video-seconds",
+        "max_video_seconds",
+        _positive_float,
+        "longest accepted video",
+        str(_L.max_video_seconds),
+        "S",
+    ),
+    _Option(
+        "--max-text-chars",
+        "max_text_chars",
+        _positive_int,
+        "longest accepted message text",
+        str(_L.max_text_chars),
+        "N",
+    ),
+    _Option(
+        "--max-new-tokens",
+        "max_new_tokens",
+        _positive_int,
+        "cap on the answer length a user may ask for",
+        str(_L.max_new_tokens),
+        "N",
+    ),
+    _Option(
+        "--context-budget",
+        "context_budget",
+        _positive_int,
+        "prompt tokens (text and image embeddings) plus answer; oldest turns are dropped beyond it",
+        str(_L.context_budget),
+        "N",
+    ),
+    _Option(
+        "--hd-num-single",
+        "hd_num_single",
+        _positive_int,
+        "default crop budget of a lone image",
+        str(_S.hd_num_single),
+        "N",
+    ),
+    _Option(
+        "--hd-num-multi",
+        "hd_num_multi",
+        _positive_int,
+        "default crop budget of each image when a request holds several",
+        str(_S.hd_num_multi),
+        "N",
+    ),
+    _Option(
+        "--max-data-size",
+        "max_data_bytes",
+        parse_size,
+        "bound on stored conversations and media; the oldest unreferenced media go first",
+        _format_size(_S.max_data_bytes),
+        "SIZE",
+    ),
+    _Option(
+        "--strict",
+        "strict",
+        _boolean,
+        "refuse to fall back to the demo checkpoint (exit with an error instead)",
+        "off",
+        is_flag=True,
+    ),
+    _Option("--log-level", "log_level", _Choice(LOG_LEVELS), "logging verbosity", _S.log_level),
+)
+_LIMIT_FIELDS = {f.name for f in fields(Limits)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="app.py",
+        description="IXC-2.5 studio: chat with InternLM-XComposer-2.5 about images and videos. Every flag "
+        "can also be set by the environment variable named next to it; a flag wins over its variable.",
+    )
+    for opt in OPTIONS:
+        text = f"{opt.help} [env {opt.env}; default {opt.shown_default}]"
+        if opt.is_flag:
+            parser.add_argument(opt.flag, dest=opt.dest, action=argparse.BooleanOptionalAction, help=text)
+        else:
+            choices = opt.parse.options if isinstance(opt.parse, _Choice) else None
+            metavar = "{" + ",".join(choices) + "}" if choices else opt.metavar
+            parser.add_argument(opt.flag, dest=opt.dest, metavar=metavar, help=text)
+    return parser
+
+
+def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from flags, then environment, then defaults; a bad value raises `ConfigError` naming it.
+
+    Nothing is touched on disk; `prepare` does that.
+    """
+    environ = os.environ if environ is None else environ
+    args = vars(build_parser().parse_args(argv))
+    top: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
+    for opt in OPTIONS:
+        raw = args[opt.dest]
+        if raw is None and opt.env in environ:
+            source, raw = f"{opt.env}={environ[opt.env]!r}", environ[opt.env]
+        else:
+            source = f"{opt.flag} {raw!r}"
+        if raw is None:
+            continue
+        try:
+            value = raw if isinstance(raw, bool) else opt.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source} is not valid: {exc}.") from exc
+        (limits if opt.dest in _LIMIT_FIELDS else top)[opt.dest] = value
+    return Settings(**top, limits=Limits(**limits))
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """What `prepare` runs: a real checkpoint or the demo one, on which device, and why."""
+
+    path: Path
+    device: str
+    dtype: str
+    is_demo_model: bool
+    reason: str = ""
+
+
+def looks_like_checkpoint(path: Path) -> bool:
+    """A folder with a `config.json` and weights (safetensors or .bin, single file or sharded)."""
+    if not (path / "config.json").is_file():
+        return False
+    return any((path / name).is_file() for name in WEIGHT_FILES) or any(path.glob("*.safetensors"))
+
+
+def choose_model(settings: Settings, cuda_available: bool) -> ModelChoice:
+    """Decide what to run here.
+
+    The real model runs when its checkpoint exists and either a CUDA GPU is present or `--device cpu` asks for
+    it explicitly (slow, but the user chose it). Otherwise the tiny demo checkpoint runs, unless `--strict`
+    makes that an error. `--model tiny` selects the demo checkpoint on purpose: `--strict` does not refuse it.
+    """
+    if settings.engine != "native":
+        raise ConfigError(
+            f"The '{settings.engine}' engine is not available yet; use --engine native (the default)."
+        )
+    if settings.engine_url or settings.lmdeploy_python:
+        raise ConfigError(
+            "--engine-url and --lmdeploy-python are not available yet; remove them to use the native engine."
+        )
+    if settings.device == "cuda" and not cuda_available:
+        raise ConfigError("--device cuda was given but no CUDA GPU is visible; use --device auto or cpu.")
+    device = "cuda" if settings.device == "auto" and cuda_available else settings.device
+    device = "cpu" if device == "auto" else device
+    dtype = settings.dtype if settings.dtype != "auto" else ("bf16" if device == "cuda" else "fp32")
+    tiny = settings.tiny_checkpoint_dir
+    if settings.model == TINY_MODEL:
+        return ModelChoice(tiny, device, dtype, True, "it was selected with --model tiny")
+    path = Path(settings.model).expanduser()
+    if not looks_like_checkpoint(path):
+        reason = f"no checkpoint was found at {path}"
+        hint = "download internlm/internlm-xcomposer2d5-7b there or point --model (IXC_MODEL) at it"
+    elif device == "cpu" and settings.device == "auto":
+        reason = "no CUDA GPU is visible"
+        hint = (
+            "run on a machine with a CUDA GPU, or pass --device cpu to run the real model on the CPU (slow)"
+        )
+    else:
+        return ModelChoice(path, device, dtype, False)
+    if settings.strict:
+        raise ConfigError(f"--strict refuses the demo checkpoint because {reason}; {hint}.")
+    return ModelChoice(tiny, device, dtype, True, f"{reason}; {hint}")
+
+
+def load_or_create_secret(data_dir: Path) -> str:
+    """The browser-state secret, generated once and kept (owner-only) so saved state survives restarts."""
+    path = data_dir / SECRET_FILE_NAME
+    if path.is_file():
+        secret = path.read_text(encoding="utf-8").strip()
+        if secret:
+            return secret
+    secret = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(secret)
+    return secret
+
+
+def ensure_tiny_checkpoint(path: Path) -> None:
+    """Write the demo checkpoint on first use; later starts reuse it."""
+    if looks_like_checkpoint(path):
+        return
+    from ixc_app.engines.native.tiny import write_tiny_checkpoint
+
+    log.info("writing the tiny demo checkpoint to %s", path)
+    write_tiny_checkpoint(path)
+
+
+def prepare(settings: Settings, cuda_available: bool) -> Settings:
+    """Create the data dir, settle the secret and the model; raises `ConfigError` when `--strict` refuses."""
+    settings = replace(settings, data_dir=settings.data_dir.expanduser().resolve())
+    choice = choose_model(settings, cuda_available)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if choice.is_demo_model:
+        ensure_tiny_checkpoint(choice.path)
+        log.warning("running the random-weight demo checkpoint because %s", choice.reason)
+    return replace(
+        settings,
+        secret=settings.secret or load_or_create_secret(settings.data_dir),
+        model_path=choice.path,
+        device=choice.device,
+        dtype=choice.dtype,
+        is_demo_model=choice.is_demo_model,
+        demo_reason=choice.reason,
+    )
