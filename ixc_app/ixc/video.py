@@ -1,0 +1,537 @@
+"""IXC-2.5 video input: 1-fps frame sampling, the labelled frame composite, and its strip transform.
+
+The model was trained on a tall (or wide) strip of labelled frames, so a video has to become exactly that
+image (spec section 4). The reference decodes every sampled frame through decord; here only the frames that
+are kept are decoded, by seeking to the keyframe before each one (several decoders in parallel), and only
+they are converted to RGB. One deliberate difference: frames are turned the way the video's rotation
+metadata says they are displayed (phone videos), where decord returns them as stored.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import math
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+from PIL import Image, ImageDraw, ImageFont
+
+from ixc_app.ixc.hd import CROP
+
+DEFAULT_MAX_FRAMES = 32
+FRAME_LONG_SIDE = 2 * CROP  # every sampled frame is resized so its long side is 1120
+LABEL_BAND = 40  # white band above each frame holding its `<IMAGE i>` label
+GAP = 10  # space after each frame; a separator line runs through the middle of the gaps between frames
+LINE_WIDTH = 2
+FONT_SIZE = 40
+_SEEK_THREAD_TYPE = "SLICE"  # no frame threads after seeks: they delay output and decode frames then dropped
+_MAX_DECODERS = 4
+
+
+class VideoError(ValueError):
+    """A file that cannot be used as a video; the message is one sentence meant for the user."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video is, from its metadata and its first frame.
+
+    `frame_count` is the video stream's own frame count when the container stores one (MP4, MOV);
+    containers that do not (WebM, MKV) get `round(duration_s * fps)`, and `frame_count_estimated` says so;
+    streams with neither (raw H.264) have their packets counted.
+    `width` and `height` are the displayed size, i.e. after the rotation stored with the video, and
+    `rotation` is that rotation in degrees counter-clockwise (0, 90, 180 or 270).
+    """
+
+    container: str
+    codec: str
+    duration_s: float
+    fps: float
+    frame_count: int
+    width: int
+    height: int
+    rotation: int
+    frame_count_estimated: bool
+
+
+@dataclass(frozen=True)
+class VideoCompositeInfo:
+    """What went into a composite. `frame_count` is counted from the video's packets, not estimated;
+    `indices` are the sampled frame numbers and `timestamps_s` their presentation times from the first frame;
+    `width` x `height` is the displayed frame size. `decoding` is "seek" (keyframe seeks) or "sequential"
+    (every frame from the start: no usable timestamps, or seeking misbehaved), and `frames_decoded` how many
+    frames the decoder produced to get the sampled ones.
+    """
+
+    duration_s: float
+    fps: float
+    frame_count: int
+    width: int
+    height: int
+    indices: tuple[int, ...]
+    timestamps_s: tuple[float, ...]
+    decoding: str
+    frames_decoded: int
+
+
+def _open(path: str | os.PathLike) -> av.container.InputContainer:
+    name = os.fspath(path)
+    try:
+        return av.open(name, mode="r")
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise VideoError(
+            f"'{os.path.basename(name)}' could not be opened as a video ({reason}); "
+            "upload a video file such as MP4, WebM or MKV."
+        ) from exc
+
+
+def _video_stream(
+    container: av.container.InputContainer, name: str, thread_type: str = "AUTO"
+) -> av.video.stream.VideoStream:
+    fmt = container.format.name
+    if fmt == "image2" or fmt.endswith("_pipe"):
+        raise VideoError(f"'{name}' is a still image, not a video; upload it as an image instead.")
+    if not container.streams.video:
+        raise VideoError(f"'{name}' has no video track; upload a file that contains video.")
+    stream = container.streams.video[0]
+    stream.thread_type = thread_type
+    return stream
+
+
+def _frame_rate(stream: av.video.stream.VideoStream) -> Fraction | None:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate is not None and rate > 0:
+            return Fraction(rate)
+    return None
+
+
+def _duration_s(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+    if stream.duration is not None and stream.duration > 0 and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None and container.duration > 0:
+        return container.duration / av.time_base
+    return None
+
+
+def _timing(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, frame_count: int, name: str
+) -> tuple[float, Fraction]:
+    """Duration and frame rate, each derived from the other and the frame count when the file lacks it."""
+    rate = _frame_rate(stream)
+    duration = _duration_s(container, stream)
+    if rate is None:
+        if duration is None:
+            raise VideoError(f"'{name}' has neither a frame rate nor a duration; re-encode it as MP4.")
+        rate = Fraction(frame_count) / Fraction(duration)
+    if duration is None:
+        duration = float(frame_count / rate)
+    return duration, rate
+
+
+def _displayed(frame: av.VideoFrame) -> Image.Image:
+    """The frame as RGB, turned the way the video's display matrix says it is shown."""
+    image = Image.fromarray(frame.to_ndarray(format="rgb24"))
+    turn = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
+    rotation = frame.rotation % 360
+    return image.transpose(turn[rotation]) if rotation in turn else image
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Read a video's metadata and decode its first frame, so an unplayable upload is rejected up front."""
+    name = os.path.basename(os.fspath(path))
+    with _open(path) as container:
+        stream = _video_stream(container, name)
+        container_name, codec = container.format.name, stream.codec_context.name
+        rate = _frame_rate(stream)
+        duration = _duration_s(container, stream)
+        try:
+            first = next(container.decode(stream), None)
+        except av.FFmpegError as exc:
+            raise VideoError(
+                f"'{name}' has a video track that cannot be decoded; re-encode it as MP4."
+            ) from exc
+        if first is None:
+            raise VideoError(f"'{name}' contains no video frames; upload a video that plays.")
+        estimated = not stream.frames and duration is not None and rate is not None
+        if stream.frames:
+            frame_count = stream.frames
+        elif estimated:
+            frame_count = max(1, round(duration * rate))
+        else:
+            with _open(path) as counting:
+                frame_count = _scan(counting, _video_stream(counting, name)).count
+        duration, rate = _timing(container, stream, frame_count, name)
+    rotation = first.rotation % 360
+    width, height = (first.height, first.width) if rotation % 180 == 90 else (first.width, first.height)
+    return VideoInfo(
+        container=container_name,
+        codec=codec,
+        duration_s=duration,
+        fps=float(rate),
+        frame_count=frame_count,
+        width=width,
+        height=height,
+        rotation=rotation,
+        frame_count_estimated=estimated,
+    )
+
+
+def sample_indices(total_frames: int, fps: float, max_frames: int = DEFAULT_MAX_FRAMES) -> list[int]:
+    """The reference sampling: one frame per second (stride `round(fps)`, at least 1) from frame 0, thinned
+    to `max_frames` evenly spread picks of that 1-fps list when the video is longer than that."""
+    if total_frames < 0:
+        raise ValueError(f"total_frames must not be negative, got {total_frames}")
+    if max_frames < 1:
+        raise ValueError(f"max_frames must be at least 1, got {max_frames}")
+    per_second = list(range(0, total_frames, max(1, round(fps))))
+    n = len(per_second)
+    if n <= max_frames:
+        return per_second
+    step = n / (max_frames + 1)
+    return [per_second[int(i * step)] for i in range(max_frames)]
+
+
+def frame_size(width: int, height: int) -> tuple[int, int]:
+    """A frame's size in the composite: long side 1120, the other side scaled and truncated (kept at least
+    1 px, where the reference would fail on a ratio beyond 1120:1)."""
+    ratio = width / height
+    if width > height:
+        return FRAME_LONG_SIDE, max(1, int(FRAME_LONG_SIDE / ratio))
+    return max(1, int(FRAME_LONG_SIDE * ratio)), FRAME_LONG_SIDE
+
+
+def composite_size(frame_width: int, frame_height: int, num_frames: int) -> tuple[int, int]:
+    """Size of the labelled composite of `num_frames` frames of one size (each followed by a gap)."""
+    w, h = frame_size(frame_width, frame_height)
+    if frame_width > frame_height:
+        return w, num_frames * (LABEL_BAND + h + GAP)
+    return num_frames * (w + GAP), LABEL_BAND + h
+
+
+def _scaled_size(width: int, height: int) -> tuple[int, int]:
+    """`Video_transform`'s resize: short side 560, long side `int(560 * long / short)`."""
+    if width < height:
+        return CROP, int(CROP * (height / width))
+    return int(CROP * (width / height)), CROP
+
+
+def transform_size(width: int, height: int) -> tuple[int, int]:
+    """`Video_transform`'s output size: the resized image with its long side padded up to whole crops."""
+    w, h = _scaled_size(width, height)
+    if width < height:
+        return w, math.ceil(h / CROP) * CROP
+    return math.ceil(w / CROP) * CROP, h
+
+
+def strip_size(frame_width: int, frame_height: int, num_frames: int) -> tuple[int, int]:
+    """The final strip's size from metadata alone, so the token budget needs no decoding."""
+    if frame_width < 1 or frame_height < 1 or num_frames < 1:
+        raise ValueError(
+            f"need a positive frame size and count, got {frame_width}x{frame_height} x{num_frames}"
+        )
+    return transform_size(*composite_size(frame_width, frame_height, num_frames))
+
+
+@functools.cache
+def _label_font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's bundled scalable font: the reference's SimHei is a download; only the label text matters."""
+    return ImageFont.load_default(size=FONT_SIZE)
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _fit(image: Image.Image) -> Image.Image:
+    return image.resize(frame_size(*image.size), Image.Resampling.BILINEAR)
+
+
+def frame_composite(frames: Sequence[Image.Image]) -> Image.Image:
+    """Resize each frame to long side 1120 and lay them out with labels and separators (spec 4.2-4.3)."""
+    if not frames:
+        raise ValueError("a composite needs at least one frame")
+    return _layout([_fit(_rgb(frame)) for frame in frames])
+
+
+def _layout(fitted: Sequence[Image.Image]) -> Image.Image:
+    """Place frames already at their composite size. The last frame's orientation (which resizing keeps)
+    decides: landscape frames are stacked top to bottom, portrait and square ones placed left to right."""
+    landscape = fitted[-1].width > fitted[-1].height
+    if landscape:
+        size = (max(f.width for f in fitted), sum(LABEL_BAND + f.height + GAP for f in fitted))
+    else:
+        size = (sum(f.width + GAP for f in fitted), LABEL_BAND + max(f.height for f in fitted))
+    canvas = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(canvas)
+    font = _label_font()
+    offset = 0
+    for idx, frame in enumerate(fitted):
+        last = idx + 1 == len(fitted)
+        if landscape:
+            canvas.paste(frame, (0, offset + LABEL_BAND))
+            draw.text((0, offset), f"<IMAGE {idx}>", font=font, fill="black")
+            line_y = offset + LABEL_BAND + frame.height + GAP // 2
+            if not last:
+                draw.line([(0, line_y), (size[0], line_y)], fill="black", width=LINE_WIDTH)
+            offset += LABEL_BAND + frame.height + GAP
+        else:
+            canvas.paste(frame, (offset, LABEL_BAND))
+            draw.text((offset, 0), f"<IMAGE {idx}>", font=font, fill="black")
+            line_x = offset + frame.width + GAP // 2
+            if not last:
+                draw.line([(line_x, 0), (line_x, size[1])], fill="black", width=LINE_WIDTH)
+            offset += frame.width + GAP
+    return canvas
+
+
+def video_transform(image: Image.Image) -> Image.Image:
+    """The reference `Video_transform` (spec 4.4): short side to 560, long side padded white at its end.
+
+    The reference resizes portrait images transposed, so PIL resamples along their long (vertical) axis
+    first; two single-axis resizes in that order give the same pixels without two full-size transposes.
+    """
+    image = _rgb(image)
+    width, height = image.size
+    new_w, new_h = _scaled_size(width, height)
+    if width < height:
+        scaled = image.resize((width, new_h), Image.Resampling.BILINEAR)
+        scaled = scaled.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    else:
+        scaled = image.resize((new_w, new_h), Image.Resampling.BILINEAR)
+    strip = Image.new("RGB", transform_size(width, height), "white")
+    strip.paste(scaled, (0, 0))
+    return strip
+
+
+@dataclass(frozen=True)
+class _FrameTable:
+    """Every frame's presentation timestamp in display order, and the keyframes', read from the packets.
+
+    `pts` is None when packets carry no timestamps (raw elementary streams) or repeat one: then frames are
+    only reachable by decoding from the start.
+    """
+
+    count: int
+    pts: list[int] | None
+    keyframe_pts: list[int]
+
+    def keyframe_before(self, index: int) -> int:
+        """Display position of the last keyframe at or before frame `index` (the first keyframe if none)."""
+        assert self.pts is not None
+        slot = max(0, bisect.bisect_right(self.keyframe_pts, self.pts[index]) - 1)
+        return bisect.bisect_left(self.pts, self.keyframe_pts[slot])
+
+
+def _scan(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> _FrameTable:
+    """Demux (without decoding) the whole video track: cheap, and exact where header frame counts are not."""
+    pts: list[int] = []
+    keys: list[int] = []
+    count = 0
+    timed = True
+    for packet in container.demux(stream):
+        if packet.size == 0 or packet.is_discard:
+            continue
+        count += 1
+        if packet.pts is None:
+            timed = False
+            continue
+        pts.append(packet.pts)
+        if packet.is_keyframe:
+            keys.append(packet.pts)
+    pts.sort()
+    keys.sort()
+    seekable = timed and bool(keys) and len(set(pts)) == len(pts)
+    return _FrameTable(count=count, pts=pts if seekable else None, keyframe_pts=keys)
+
+
+class _SeekUnreliable(Exception):
+    """Seeking did not land on the frames the packet table promised; decode from the start instead."""
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """A sampled frame, already resized for the composite, with its displayed size before that."""
+
+    image: Image.Image
+    size: tuple[int, int]
+    time_s: float
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    kept: list[_Kept]
+    decoded: int
+
+
+def _keep(frame: av.VideoFrame, time_s: float) -> _Kept:
+    image = _displayed(frame)
+    return _Kept(image=_fit(image), size=image.size, time_s=time_s)
+
+
+def _chains(table: _FrameTable, indices: Sequence[int]) -> list[tuple[list[int], int]]:
+    """Group the wanted frames into chains that one keyframe seek serves: the next frame joins the chain when
+    its keyframe is already behind the previous one, since decoding on is then cheaper than seeking. Each
+    chain comes with the number of frames it decodes."""
+    chains: list[tuple[list[int], int]] = []
+    previous: int | None = None
+    for index in indices:
+        key = table.keyframe_before(index)
+        if previous is not None and key <= previous < index:
+            run, cost = chains[-1]
+            chains[-1] = ([*run, index], cost + index - previous)
+        else:
+            chains.append(([index], index - key + 1))
+        previous = index
+    return chains
+
+
+def _decode_forward(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, wanted_pts: set[int]
+) -> Iterator[av.VideoFrame]:
+    """Decode from the current position, letting the decoder skip non-reference frames that are not wanted:
+    no other frame depends on them, and with B-frames they are about half of all frames."""
+    context = stream.codec_context
+    for packet in container.demux(stream):
+        context.skip_frame = "DEFAULT" if packet.pts is None or packet.pts in wanted_pts else "NONREF"
+        yield from context.decode(packet)
+
+
+def _decode_chains(
+    path: str | os.PathLike, table: _FrameTable, chains: Sequence[list[int]], threads: str
+) -> _Decoded:
+    """Seek to each chain's keyframe and decode forward through its frames, keeping only the wanted ones."""
+    assert table.pts is not None
+    kept: list[_Kept] = []
+    decoded = 0
+    with _open(path) as container:
+        stream = _video_stream(container, os.path.basename(os.fspath(path)), threads)
+        for chain in chains:
+            container.seek(table.pts[table.keyframe_before(chain[0])], stream=stream)
+            frames = _decode_forward(container, stream, {table.pts[index] for index in chain})
+            for index in chain:
+                target = table.pts[index]
+                for frame in frames:
+                    decoded += 1
+                    if frame.pts is None or frame.pts > target:
+                        raise _SeekUnreliable
+                    if frame.pts == target:
+                        kept.append(_keep(frame, float((target - table.pts[0]) * stream.time_base)))
+                        break
+                else:
+                    raise _SeekUnreliable
+    return _Decoded(kept, decoded)
+
+
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _decode_by_seeking(path: str | os.PathLike, table: _FrameTable, indices: Sequence[int]) -> _Decoded:
+    """Deal the chains out, in order, to one decoder per core with about equal frames to decode each.
+
+    Separate decoders use the cores better than one decoder's frame threads, which delay every frame by
+    the thread count and so decode frames past each target that the next seek throws away. A single chain
+    (one long GOP) gets one decoder with frame threads, which is what they are good at.
+    """
+    chains = _chains(table, indices)
+    workers = max(1, min(_cores(), _MAX_DECODERS, len(chains)))
+    if workers == 1:
+        return _decode_chains(path, table, [run for run, _ in chains], "AUTO")
+    share = sum(cost for _, cost in chains) / workers
+    groups: list[list[list[int]]] = [[]]
+    done = 0
+    for run, cost in chains:
+        if groups[-1] and done >= share * len(groups) and len(groups) < workers:
+            groups.append([])
+        groups[-1].append(run)
+        done += cost
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        parts = list(pool.map(lambda group: _decode_chains(path, table, group, _SEEK_THREAD_TYPE), groups))
+    return _Decoded([k for part in parts for k in part.kept], sum(part.decoded for part in parts))
+
+
+def _decode_sequentially(path: str | os.PathLike, indices: Sequence[int], fps: Fraction) -> _Decoded:
+    """Decode every frame in order, counting them. Wanted frames beyond the real end (a frame count taken
+    from packets that did not all decode) repeat the last frame decoded."""
+    name = os.path.basename(os.fspath(path))
+    wanted = set(indices)
+    by_index: dict[int, _Kept] = {}
+    decoded = 0
+    previous: av.VideoFrame | None = None
+    origin: int | None = None
+    with _open(path) as container:
+        stream = _video_stream(container, name)
+        for frame in container.decode(stream):
+            position = decoded
+            decoded += 1
+            if origin is None:
+                origin = frame.pts
+            if position in wanted:
+                by_index[position] = _keep(frame, _time_s(frame, origin, position, stream.time_base, fps))
+            previous = frame
+            if position >= indices[-1]:
+                break
+        if previous is None:
+            raise VideoError(f"'{name}' contains no decodable video frames; upload a video that plays.")
+        if len(by_index) < len(wanted):
+            filler = _keep(previous, _time_s(previous, origin, decoded - 1, stream.time_base, fps))
+            return _Decoded([by_index.get(index, filler) for index in indices], decoded)
+    return _Decoded([by_index[index] for index in indices], decoded)
+
+
+def _time_s(
+    frame: av.VideoFrame, origin: int | None, position: int, time_base: Fraction, fps: Fraction
+) -> float:
+    if frame.pts is None or origin is None:
+        return float(position / fps)
+    return float((frame.pts - origin) * time_base)
+
+
+def video_composite(
+    path: str | os.PathLike, max_frames: int = DEFAULT_MAX_FRAMES
+) -> tuple[Image.Image, VideoCompositeInfo]:
+    """The labelled frame composite of a video, before `video_transform`, and what went into it."""
+    name = os.path.basename(os.fspath(path))
+    try:
+        with _open(path) as container:
+            stream = _video_stream(container, name)
+            table = _scan(container, stream)
+            if table.count == 0:
+                raise VideoError(f"'{name}' contains no video frames; upload a video that plays.")
+            duration, rate = _timing(container, stream, table.count, name)
+            indices = sample_indices(table.count, float(rate), max_frames)
+            decoding = "seek"
+        try:
+            if table.pts is None:
+                raise _SeekUnreliable
+            result = _decode_by_seeking(path, table, indices)
+        except (_SeekUnreliable, av.FFmpegError):
+            decoding = "sequential"
+            result = _decode_sequentially(path, indices, rate)
+    except av.FFmpegError as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise VideoError(
+            f"'{name}' is damaged and could not be decoded ({reason}); re-encode it as MP4."
+        ) from exc
+    kept = result.kept
+    composite = _layout([k.image for k in kept])
+    info = VideoCompositeInfo(
+        duration_s=duration,
+        fps=float(rate),
+        frame_count=table.count,
+        width=kept[-1].size[0],
+        height=kept[-1].size[1],
+        indices=tuple(indices),
+        timestamps_s=tuple(k.time_s for k in kept),
+        decoding=decoding,
+        frames_decoded=result.decoded,
+    )
+    return composite, info
