@@ -1,0 +1,247 @@
+"""The native engine: `Engine.stream` over our own PyTorch IXC-2.5, with per-conversation KV reuse.
+
+One request: build the prompt with the chat template, roll the conversation's cache back to what the prompt
+shares with it, encode the images not cached yet, prefill the rest in one forward pass, then decode token by
+token. Every forward pass (and image encoding) holds one lock, so requests from several threads are safe and
+the model runs one at a time (`max_concurrency=1`); the lock is never held while a stream waits for its
+consumer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ixc_app import media
+from ixc_app.engines.base import (
+    BadRequest,
+    ContextTooLong,
+    EngineCapabilities,
+    EngineUnavailable,
+    Finished,
+    FinishReason,
+    Request,
+    StreamItem,
+)
+from ixc_app.engines.native.generate import DecodeStats, decode_tokens, stream_text
+from ixc_app.engines.native.model import KVCache, NativeModel
+from ixc_app.engines.native.sessions import FeatureCache, Session, SessionStore, suffix_segments
+from ixc_app.ixc import hd
+from ixc_app.ixc.prompt import ImageSegment, Prompt, TextSegment
+from ixc_app.ixc.template import build_prompt
+from ixc_app.ixc.tokenizer import IncrementalDecoder, Tokenizer
+
+DEFAULT_CACHE_BUDGET_BYTES = 4 * 1024**3
+"""KV caches kept between turns: two 16K-token conversations of the 7B model in fp16 (128 KiB per token)."""
+DEFAULT_FEATURE_CACHE_BYTES = 1024**3
+"""Vision features kept by image: about fifteen 24-crop images of the 7B model in fp16."""
+
+
+def image_pixels(segment: ImageSegment) -> torch.Tensor:
+    """Normalised pixels [1, 3, H, W] of a prompt image, read as the app's media module reads uploads.
+
+    `media.load_rgb` applies EXIF orientation and puts transparency on white, as the user saw the image; a
+    video strip is already whole crops and is only normalised.
+    """
+    try:
+        rgb = media.load_rgb(segment.image.path)
+    except (OSError, Image.DecompressionBombError) as exc:
+        name = Path(segment.image.path).name
+        raise BadRequest(f"An image of this conversation ({name}) cannot be read; attach it again.") from exc
+    if segment.image.is_video:
+        return hd.normalize(rgb)
+    return hd.hd_transform(rgb, segment.hd_num).pixel_values
+
+
+class NativeEngine:
+    """`Engine` over a loaded `NativeModel`; see the module docstring.
+
+    `steps_run` counts the model's forward passes (one prefill per request, one per further token), so callers
+    can see that a cancelled request stopped computing.
+    """
+
+    def __init__(
+        self,
+        model: NativeModel,
+        *,
+        cache_budget_bytes: int = DEFAULT_CACHE_BUDGET_BYTES,
+        feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
+        context_length: int | None = None,
+        is_demo_model: bool = False,
+    ) -> None:
+        if model.tokenizer is None:
+            raise EngineUnavailable(
+                "The model was loaded without its tokenizer; load it with from_pretrained."
+            )
+        self.model = model
+        self.tokenizer: Tokenizer = model.tokenizer
+        self.capabilities = EngineCapabilities(
+            name="native",
+            modes=frozenset(model.supported_modes),
+            server_side_sessions=True,
+            max_concurrency=1,
+            context_length=context_length or model.config.max_position_embeddings,
+            is_demo_model=is_demo_model,
+        )
+        self.sessions = SessionStore(cache_budget_bytes)
+        self.features = FeatureCache(feature_cache_bytes)
+        self.steps_run = 0
+        self._stop_ids = frozenset(self.tokenizer.stop_ids)
+        self._compute = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        *,
+        cache_budget_bytes: int = DEFAULT_CACHE_BUDGET_BYTES,
+        feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
+        context_length: int | None = None,
+        is_demo_model: bool = False,
+    ) -> NativeEngine:
+        """Load a checkpoint folder and wrap it in an engine."""
+        return cls(
+            NativeModel.from_pretrained(path, device=device, dtype=dtype),
+            cache_budget_bytes=cache_budget_bytes,
+            feature_cache_bytes=feature_cache_bytes,
+            context_length=context_length,
+            is_demo_model=is_demo_model,
+        )
+
+    def open_session(self) -> str:
+        return self.sessions.open()
+
+    def close_session(self, session_id: str) -> None:
+        self.sessions.close(session_id)
+
+    def close(self) -> None:
+        self._closed = True
+        self.sessions.clear()
+        self.features.clear()
+
+    def stream(self, request: Request, cancel: threading.Event | None = None) -> Iterator[StreamItem]:
+        started = time.perf_counter()
+        if self._closed:
+            raise EngineUnavailable("The model engine has been shut down; restart the app to chat again.")
+        prompt = self._prompt(request)
+        with self.sessions.use(request.session_id) as session:
+            yield from self._answer(request, prompt, session, cancel, started)
+
+    def _prompt(self, request: Request) -> Prompt:
+        """The request's prompt, or the typed error saying why it cannot be answered."""
+        if request.mode not in self.capabilities.modes:
+            modes = ", ".join(sorted(self.capabilities.modes))
+            raise BadRequest(f"This model has no {request.mode!r} mode; use one of {modes}.")
+        if request.params.max_new_tokens < 1:
+            raise BadRequest("max_new_tokens must be at least 1; ask for at least one token.")
+        try:
+            prompt = build_prompt(
+                request.turns,
+                self.tokenizer,
+                meta_instruction=request.meta_instruction,
+                prefill=request.prefill,
+                hd_num_single=request.hd_num_single,
+                hd_num_multi=request.hd_num_multi,
+            )
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
+        needed = prompt.num_tokens + request.params.max_new_tokens
+        limit = self.capabilities.context_length
+        if needed > limit:
+            raise ContextTooLong(
+                f"The prompt ({prompt.num_tokens} tokens) plus up to {request.params.max_new_tokens} new "
+                f"tokens exceeds the model's context of {limit} tokens; shorten the conversation or send "
+                "fewer images."
+            )
+        return prompt
+
+    def _answer(
+        self,
+        request: Request,
+        prompt: Prompt,
+        session: Session,
+        cancel: threading.Event | None,
+        started: float,
+    ) -> Iterator[StreamItem]:
+        mode = request.mode
+        cache, cached = session.start(
+            prompt, mode, lambda: self.model.new_cache(self.capabilities.context_length)
+        )
+        stats = DecodeStats()
+
+        def finished(reason: FinishReason) -> Finished:
+            now = time.perf_counter()
+            first = stats.first_token_at
+            return Finished(
+                finish_reason=reason,
+                prompt_tokens=prompt.num_tokens,
+                generated_tokens=stats.generated,
+                cached_tokens=cached,
+                time_to_first_token_s=(first - started) if first is not None else 0.0,
+                total_s=now - started,
+            )
+
+        logits = self._prefill(prompt, cached, cache, mode, cancel)
+        if logits is None:
+            yield finished("cancelled")
+            return
+
+        def step(token: int) -> torch.Tensor:
+            session.answer.append(token)
+            return self._forward(self.model.embed_tokens([token]), [False], cache, mode)
+
+        prefill_ids = self.tokenizer.encode(request.prefill, bos=False) if request.prefill else []
+        tokens = decode_tokens(
+            step,
+            logits,
+            request.params,
+            stop_ids=self._stop_ids,
+            seen_ids=prefill_ids,
+            cancel=cancel,
+            stats=stats,
+        )
+        reason = yield from stream_text(tokens, IncrementalDecoder(self.tokenizer), self._stop_ids)
+        yield finished(reason)
+
+    def _prefill(
+        self, prompt: Prompt, start: int, cache: KVCache, mode: str, cancel: threading.Event | None
+    ) -> torch.Tensor | None:
+        """Next-token logits after the prompt, computing its positions from `start` on; None if cancelled."""
+        embeds: list[torch.Tensor] = []
+        im_mask: list[bool] = []
+        for segment, offset in suffix_segments(prompt, start):
+            if cancel is not None and cancel.is_set():
+                return None
+            if isinstance(segment, TextSegment):
+                ids = segment.token_ids[offset:]
+                embeds.append(self.model.embed_tokens(ids))
+                im_mask += [False] * len(ids)
+            else:
+                embeds.append(self._image_features(segment))
+                im_mask += [True] * segment.num_tokens
+        if cancel is not None and cancel.is_set():
+            return None
+        return self._forward(torch.cat(embeds), im_mask, cache, mode)
+
+    def _image_features(self, segment: ImageSegment) -> torch.Tensor:
+        def encode() -> torch.Tensor:
+            pixels = image_pixels(segment)
+            with self._compute:
+                return self.model.encode_image(pixels)
+
+        return self.features.get(segment, encode)
+
+    def _forward(self, embeds: torch.Tensor, im_mask: list[bool], cache: KVCache, mode: str) -> torch.Tensor:
+        """Logits of the position after `embeds`, whose keys and values are appended to `cache`."""
+        mask = torch.tensor(im_mask, dtype=torch.bool)
+        with self._compute:
+            self.steps_run += 1
+            return self.model.forward(embeds, mask, cache, mode, last_only=True)[-1]

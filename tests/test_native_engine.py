@@ -1,0 +1,250 @@
+"""The native engine on the tiny checkpoint: Engine protocol, stop tokens, cancellation, errors, threads."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from ixc_app.engines.base import (
+    BadRequest,
+    ContextTooLong,
+    Delta,
+    EngineUnavailable,
+    Finished,
+    GenerationParams,
+    Request,
+    StreamItem,
+)
+from ixc_app.engines.native import NativeModel, generate
+from ixc_app.engines.native.engine import NativeEngine, image_pixels
+from ixc_app.ixc import hd
+from ixc_app.ixc.prompt import ImageRef, ImageSegment, Turn
+from ixc_app.ixc.tokenizer import TURN_END, TURN_START
+
+GREEDY = GenerationParams(max_new_tokens=6, do_sample=False)
+QUESTION = (Turn("user", "Write a poem about the sea."),)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_checkpoint: Path) -> NativeModel:
+    return NativeModel.from_pretrained(tiny_checkpoint)
+
+
+def text_of(items: list[StreamItem]) -> str:
+    return "".join(i.text for i in items if isinstance(i, Delta))
+
+
+def answer(engine: NativeEngine, request: Request) -> tuple[str, Finished]:
+    items = list(engine.stream(request))
+    assert isinstance(items[-1], Finished)
+    assert all(isinstance(i, Delta) for i in items[:-1])
+    return text_of(items), items[-1]
+
+
+def test_capabilities(model: NativeModel) -> None:
+    caps = NativeEngine(model).capabilities
+    assert caps.name == "native"
+    assert caps.modes == model.supported_modes == frozenset({"base", "write", "web"})
+    assert caps.server_side_sessions
+    assert caps.max_concurrency == 1
+    assert caps.context_length == model.config.max_position_embeddings
+    assert not caps.is_demo_model
+    demo = NativeEngine(model, context_length=2048, is_demo_model=True).capabilities
+    assert (demo.context_length, demo.is_demo_model) == (2048, True)
+
+
+def test_bad_requests_are_typed_errors_before_any_compute(model: NativeModel, tmp_path: Path) -> None:
+    engine = NativeEngine(model, context_length=1000)
+    bad = [
+        (Request(turns=QUESTION, mode="poem"), BadRequest, "no 'poem' mode"),  # type: ignore[arg-type]
+        (Request(turns=(*QUESTION, Turn("assistant", "Hi"))), BadRequest, "must end with the user"),
+        (Request(turns=()), BadRequest, "must end with the user"),
+        (
+            Request(turns=QUESTION, params=GenerationParams(max_new_tokens=0)),
+            BadRequest,
+            "at least one token",
+        ),
+        (
+            Request(turns=QUESTION, params=GenerationParams(max_new_tokens=990)),
+            ContextTooLong,
+            "context of 1000",
+        ),
+    ]
+    image = tmp_path / "big.png"
+    Image.new("RGB", (600, 500), "white").save(image)
+    big = ImageRef(key="big", path=str(image), width=600, height=500)
+    bad.append((Request(turns=(Turn("user", "Hi", (big,)),)), ContextTooLong, "exceeds the model's context"))
+    for request, error, message in bad:
+        with pytest.raises(error, match=message):
+            list(engine.stream(request))
+    missing = ImageRef(key="gone", path=str(tmp_path / "gone.png"), width=300, height=300)
+    with pytest.raises(BadRequest, match=r"\(gone.png\) cannot be read"):
+        list(NativeEngine(model).stream(Request(turns=(Turn("user", "Hi", (missing,)),))))
+    assert engine.steps_run == 0
+
+
+@pytest.mark.parametrize("piece", ["</s>", TURN_END])
+def test_stop_token_ends_the_stream_without_text(
+    model: NativeModel, monkeypatch: pytest.MonkeyPatch, piece: str
+) -> None:
+    engine = NativeEngine(model)
+    params = dataclasses.replace(GREEDY, max_new_tokens=20)
+    before_stop, limited = answer(
+        engine, Request(turns=QUESTION, params=dataclasses.replace(params, max_new_tokens=3))
+    )
+    assert limited.finish_reason == "length"
+    assert limited.generated_tokens == 3
+
+    stop_id = model.tokenizer.token_id(piece)
+    real = generate.process_logits
+
+    def stop_at_fourth_token(logits: torch.Tensor, seen: list[int], p: GenerationParams) -> torch.Tensor:
+        scores = real(logits, seen, p)
+        if len(seen) == 3:
+            scores = torch.full_like(scores, float("-inf"))
+            scores[stop_id] = 0.0
+        return scores
+
+    monkeypatch.setattr(generate, "process_logits", stop_at_fourth_token)
+    steps = engine.steps_run
+    text, finished = answer(engine, Request(turns=QUESTION, params=params))
+    assert finished.finish_reason == "stop"
+    assert finished.generated_tokens == 4
+    assert engine.steps_run - steps == 4  # the prefill and three tokens; the stop token is never fed
+    assert text == before_stop
+    assert piece not in text and TURN_START not in text
+
+
+def test_cancel_from_the_consumer_stops_within_one_step(model: NativeModel) -> None:
+    engine = NativeEngine(model)
+    cancel = threading.Event()
+    params = dataclasses.replace(GREEDY, max_new_tokens=60)
+    items: list[StreamItem] = []
+    for item in engine.stream(Request(turns=QUESTION, params=params), cancel):
+        items.append(item)
+        if isinstance(item, Delta) and not cancel.is_set():
+            cancel.set()
+            steps_at_cancel = engine.steps_run
+    finished = items[-1]
+    assert isinstance(finished, Finished)
+    assert finished.finish_reason == "cancelled"
+    assert engine.steps_run - steps_at_cancel <= 1
+    assert finished.generated_tokens < 60
+
+
+def test_cancel_from_another_thread_stops_within_one_step(model: NativeModel) -> None:
+    engine = NativeEngine(model)
+    cancel, first_delta = threading.Event(), threading.Event()
+    items: list[StreamItem] = []
+
+    def consume() -> None:
+        for item in engine.stream(
+            Request(turns=QUESTION, params=dataclasses.replace(GREEDY, max_new_tokens=200)), cancel
+        ):
+            items.append(item)
+            first_delta.set()
+
+    worker = threading.Thread(target=consume)
+    worker.start()
+    assert first_delta.wait(timeout=120)
+    cancel.set()
+    steps_at_cancel = engine.steps_run
+    worker.join(timeout=120)
+    assert not worker.is_alive()
+    assert isinstance(items[-1], Finished)
+    assert items[-1].finish_reason == "cancelled"
+    assert engine.steps_run - steps_at_cancel <= 1
+
+
+def test_cancelled_before_start_and_closed_generators_compute_nothing_more(model: NativeModel) -> None:
+    engine = NativeEngine(model)
+    cancel = threading.Event()
+    cancel.set()
+    items = list(engine.stream(Request(turns=QUESTION, params=GREEDY), cancel))
+    assert items == [dataclasses.replace(items[-1], finish_reason="cancelled", generated_tokens=0)]
+    assert engine.steps_run == 0
+
+    stream = engine.stream(Request(turns=QUESTION, params=dataclasses.replace(GREEDY, max_new_tokens=60)))
+    next(i for i in stream if isinstance(i, Delta))
+    steps = engine.steps_run
+    stream.close()
+    assert engine.steps_run == steps
+
+
+def test_concurrent_requests_give_the_sequential_results(model: NativeModel) -> None:
+    engine = NativeEngine(model)
+    requests = [
+        Request(turns=QUESTION, params=GREEDY, session_id=engine.open_session()),
+        Request(
+            turns=(Turn("user", "List three colours."),), params=GREEDY, session_id=engine.open_session()
+        ),
+        Request(turns=QUESTION, params=dataclasses.replace(GREEDY, do_sample=True, seed=3)),
+    ]
+    sequential = [answer(NativeEngine(model), r)[0] for r in requests]
+    results: dict[int, str] = {}
+
+    def run(index: int) -> None:
+        results[index] = answer(engine, requests[index])[0]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert [results.get(i) for i in range(len(requests))] == sequential
+
+
+def test_sessions_open_close_and_engine_close(model: NativeModel) -> None:
+    engine = NativeEngine(model)
+    session = engine.open_session()
+    assert session != engine.open_session()
+    answer(engine, Request(turns=QUESTION, params=GREEDY, session_id=session))
+    assert engine.sessions.idle_ids == [session]
+    engine.close_session(session)
+    assert engine.sessions.idle_ids == []
+    _, reopened = answer(engine, Request(turns=QUESTION, params=GREEDY, session_id=session))
+    assert reopened.cached_tokens == 0
+    engine.close()
+    with pytest.raises(EngineUnavailable, match="shut down"):
+        list(engine.stream(Request(turns=QUESTION, params=GREEDY)))
+
+
+def test_prefill_continues_the_answer_and_counts_for_the_repetition_penalty(
+    model: NativeModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen_at_start: list[list[int]] = []
+    real = generate.process_logits
+
+    def recording(logits: torch.Tensor, seen: list[int], p: GenerationParams) -> torch.Tensor:
+        if not seen_at_start:
+            seen_at_start.append(list(seen))
+        return real(logits, seen, p)
+
+    monkeypatch.setattr(generate, "process_logits", recording)
+    prefill = "The best picture is"
+    engine = NativeEngine(model)
+    text, finished = answer(engine, Request(turns=QUESTION, params=GREEDY, prefill=prefill))
+    assert seen_at_start == [model.tokenizer.encode(prefill, bos=False)]
+    assert not text.startswith(prefill)
+    plain = engine.stream(Request(turns=QUESTION, params=GREEDY))
+    assert finished.prompt_tokens > list(plain)[-1].prompt_tokens
+
+
+def test_images_are_read_as_the_media_module_reads_uploads(tmp_path: Path) -> None:
+    """Transparency lands on white and EXIF orientation is applied, as the user saw the picture."""
+    clear = tmp_path / "clear.png"
+    Image.new("RGBA", (300, 200), (200, 0, 0, 0)).save(clear)
+    rotated = tmp_path / "rotated.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90 degrees clockwise: a 300x200 file is a 200x300 picture
+    Image.new("RGB", (300, 200), "blue").save(rotated, exif=exif)
+    cases = ((clear, Image.new("RGB", (300, 200), "white")), (rotated, Image.new("RGB", (200, 300), "blue")))
+    for path, expected in cases:
+        ref = ImageRef(key=path.name, path=str(path), width=expected.width, height=expected.height)
+        segment = ImageSegment(image=ref, hd_num=24, grid=(1, 1), num_tokens=841)
+        assert torch.equal(image_pixels(segment), hd.hd_transform(expected, 24).pixel_values)
