@@ -24,7 +24,8 @@ from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ixc_app.ixc.hd import CLIP_MEAN, CLIP_STD, CROP, hd_grid, hd_transform
+from ixc_app.ixc.grid import CROP, hd_grid
+from ixc_app.ixc.hd import CLIP_MEAN, CLIP_STD, hd_transform
 
 SIZES = ((1920, 1080), (3840, 2160), (1080, 1920))
 HD_NUM = 24

@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from ixc_app.ixc.hd import CLIP_MEAN, CLIP_STD, CROP, HDImage, hd_grid, hd_transform, normalize
+from ixc_app.ixc.grid import CROP, hd_grid
+from ixc_app.ixc.hd import CLIP_MEAN, CLIP_STD, HDImage, hd_transform, normalize
 
 MEAN = torch.tensor(CLIP_MEAN, dtype=torch.float32).view(3, 1, 1)
 STD = torch.tensor(CLIP_STD, dtype=torch.float32).view(3, 1, 1)

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from ixc_app.ixc import video
-from ixc_app.ixc.hd import image_token_count
+from ixc_app.ixc.grid import image_token_count
 from ixc_app.ixc.video import (
     VideoError,
     frame_composite,

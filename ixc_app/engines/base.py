@@ -1,8 +1,9 @@
 """The one protocol every engine implements, and the request and result shapes it speaks.
 
-Chat, the composer and edits all go through `Engine.stream`, so an engine that implements it gets every feature.
-What differs between engines (task LoRA modes, server-side sessions, how many requests may run at once) is
-declared in `EngineCapabilities`, never sniffed. This module imports no torch and no gradio: the UI may import it.
+Chat, the composer and edits all go through `Engine.stream`, so an engine that implements it gets every
+feature. What differs between engines (task LoRA modes, server-side sessions, how many requests may run at
+once) is declared in `EngineCapabilities`, never sniffed. This module imports no torch and no gradio: the UI
+may import it.
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ class GenerationParams:
 class Request:
     """A whole conversation to answer: history turns and the current user turn, last.
 
-    `meta_instruction` None means no system turn. `prefill` starts the assistant answer (the composer uses it);
-    the streamed text continues after it. `session_id` lets an engine with server-side sessions reuse what it
-    kept from the previous turn of the same conversation.
+    `meta_instruction` None means no system turn. `prefill` starts the assistant answer (the composer uses
+    it); the streamed text continues after it. `session_id` lets an engine with server-side sessions reuse
+    what it kept from the previous turn of the same conversation.
     """
 
     turns: tuple[Turn, ...]

@@ -1,47 +1,31 @@
-"""The IXC-2.5 HD partition: how an image is resized and padded into whole 560-pixel crops.
+"""The IXC-2.5 HD partition's pixel work: an image resized and padded into whole 560-pixel crops, normalised.
 
-The grid arithmetic is kept apart from the pixel work so that the template and the token budget can count an
-image's embeddings from its size alone, without decoding it.
-
-The pixel work reproduces the reference `Image_transform` + `ToTensor` + `Normalize` bit for bit, in a
-fraction of the time. PIL resamples separably (horizontal pass, rounding to 8 bits, vertical pass), so each
-pass is run on its own, split into bands that threads resample in parallel (PIL and numpy release the GIL);
-the reference's transpose of a portrait image amounts to running the vertical pass first, which is what is
-done instead. Each band of the second pass is normalised straight into the output tensor by the thread that
-resampled it, and the white padding is written as its known normalised value.
+The arithmetic (how many crops, where the content goes) lives in `grid.py`. The pixel work reproduces the
+reference `Image_transform` + `ToTensor` + `Normalize` bit for bit, in a fraction of the time. PIL resamples
+separably (horizontal pass, rounding to 8 bits, vertical pass), so each pass is run on its own, split into
+bands that threads resample in parallel (PIL and numpy release the GIL); the reference's transpose of a
+portrait image amounts to running the vertical pass first, which is what is done instead. Each band of the
+second pass is normalised straight into the output tensor by the thread that resampled it, and the white
+padding is written as its known normalised value.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
-from typing import Literal
 
 import numpy as np
 import torch
 from PIL import Image
 
-CROP = 560
-TOKENS_PER_CROP = 400  # 40x40 ViT patches merged 2x2
-TOKENS_PER_ROW = 20  # one separator embedding after every row of 20 merged tokens
+from ixc_app.ixc.grid import HDGrid, HDVariant, hd_grid, image_token_count
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 WHITE = (255, 255, 255)
-
-HDVariant = Literal["reference", "demo_single", "demo_multi"]
-"""How many crops an image gets and where its padding goes.
-
-- `reference`: the model's own `Image_transform` (what it was trained on): never upscaled past the next
-  multiple of 560, padding at the bottom (right for portrait images).
-- `demo_single`: the official chat demo's single-image path: up to 1.5x the image's width, padding centred.
-- `demo_multi`: the official chat demo's multi-image path: the largest grid `hd_num` allows, whatever the
-  image's size, padding centred.
-"""
 
 # Below this many pixels a pass is not worth splitting across threads.
 _MIN_PIXELS_TO_SPLIT = 1 << 18
@@ -52,61 +36,6 @@ _STD = np.array(CLIP_STD, dtype=np.float32)
 _WHITE_NORMALISED = (np.float32(1) - _MEAN) / _STD
 _MEAN_CHW = _MEAN.reshape(3, 1, 1)
 _STD_CHW = _STD.reshape(3, 1, 1)
-
-
-@dataclass(frozen=True)
-class HDGrid:
-    """Where an image of a given size lands: resized to `resized`, at `offset` on `rows` x `cols` crops."""
-
-    rows: int
-    cols: int
-    resized: tuple[int, int]
-    transposed: bool
-    offset: tuple[int, int] = (0, 0)
-
-    @property
-    def canvas_size(self) -> tuple[int, int]:
-        return (self.cols * CROP, self.rows * CROP)
-
-    @property
-    def num_tokens(self) -> int:
-        return image_token_count(self.rows, self.cols)
-
-
-def image_token_count(rows: int, cols: int) -> int:
-    """Embeddings of one image: global view + separator + crops, each row of 20 followed by a separator."""
-    return (rows * cols + 1) * TOKENS_PER_CROP + 1 + (rows + 1) * TOKENS_PER_ROW
-
-
-def hd_grid(width: int, height: int, hd_num: int = 24, variant: HDVariant = "reference") -> HDGrid:
-    """The reference `Image_transform` arithmetic (spec section 3), in landscape then mapped back."""
-    if width < 1 or height < 1:
-        raise ValueError(f"image size must be positive, got {width}x{height}")
-    if hd_num < 1:
-        raise ValueError(f"hd_num must be at least 1, got {hd_num}")
-    transposed = width < height
-    if transposed:
-        width, height = height, width
-    ratio = width / height
-    cols = 1
-    while cols * math.ceil(cols / ratio) <= hd_num:
-        cols += 1
-    cols -= 1
-    if variant == "reference":
-        cols = min(math.ceil(width / CROP), cols)
-    elif variant == "demo_single":
-        cols = min(math.ceil(width * 1.5 / CROP), cols)
-    elif variant != "demo_multi":
-        raise ValueError(f"unknown HD variant {variant!r}")
-    cols = max(1, cols)
-    new_w = cols * CROP
-    # The reference truncates; an extreme ratio would truncate to 0 rows, which no resize accepts.
-    new_h = max(1, int(new_w / ratio))
-    rows = math.ceil(new_h / CROP)
-    pad = 0 if variant == "reference" else (rows * CROP - new_h) // 2
-    if transposed:
-        return HDGrid(rows=cols, cols=rows, resized=(new_h, new_w), transposed=True, offset=(pad, 0))
-    return HDGrid(rows=rows, cols=cols, resized=(new_w, new_h), transposed=False, offset=(0, pad))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The data that flows from a conversation to an engine: turns in, prompt segments out.
 
-These are plain frozen dataclasses so that chat state, the template, the token budget and every engine agree on
-one shape, and so that a prompt can be compared segment by segment (the native engine reuses a session's KV
+These are plain frozen dataclasses so that chat state, the template, the token budget and every engine agree
+on one shape, and so that a prompt can be compared segment by segment (the native engine reuses a session's KV
 cache up to the first segment that differs).
 """
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from ixc_app.ixc.hd import CROP, hd_grid, image_token_count
+from ixc_app.ixc.grid import CROP, hd_grid, image_token_count
 from ixc_app.ixc.prompt import (
     IMAGE_PLACEHOLDER,
     ImageRef,

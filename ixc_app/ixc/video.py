@@ -21,7 +21,7 @@ from fractions import Fraction
 import av
 from PIL import Image, ImageDraw, ImageFont
 
-from ixc_app.ixc.hd import CROP
+from ixc_app.ixc.grid import CROP
 
 DEFAULT_MAX_FRAMES = 32
 FRAME_LONG_SIDE = 2 * CROP  # every sampled frame is resized so its long side is 1120
