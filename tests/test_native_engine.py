@@ -21,7 +21,8 @@ from ixc_app.engines.base import (
     StreamItem,
 )
 from ixc_app.engines.native import NativeModel, generate
-from ixc_app.engines.native.engine import NativeEngine, image_pixels
+from ixc_app.engines.native.engine import NativeEngine
+from ixc_app.engines.native.model import load_image_pixels
 from ixc_app.ixc import hd
 from ixc_app.ixc.prompt import ImageRef, ImageSegment, Turn
 from ixc_app.ixc.tokenizer import TURN_END, TURN_START
@@ -247,4 +248,4 @@ def test_images_are_read_as_the_media_module_reads_uploads(tmp_path: Path) -> No
     for path, expected in cases:
         ref = ImageRef(key=path.name, path=str(path), width=expected.width, height=expected.height)
         segment = ImageSegment(image=ref, hd_num=24, grid=(1, 1), num_tokens=841)
-        assert torch.equal(image_pixels(segment), hd.hd_transform(expected, 24).pixel_values)
+        assert torch.equal(load_image_pixels(segment), hd.hd_transform(expected, 24).pixel_values)

@@ -22,6 +22,7 @@ from ixc_app.engines.native.model import load_image_pixels, rope_base, rope_tabl
 from ixc_app.engines.native.tiny import random_state
 from ixc_app.engines.native.vision import layout_tokens, split_views
 from ixc_app.ixc import hd
+from ixc_app.ixc.grid import image_token_count
 from ixc_app.ixc.prompt import ImageRef, ImageSegment, Prompt, TextSegment, Turn
 from ixc_app.ixc.template import build_prompt
 
@@ -107,7 +108,7 @@ def test_image_tokens_follow_the_spec_order(rows: int, cols: int) -> None:
         expected.append(sub)
 
     assert (
-        tokens.shape[0] == hd.image_token_count(rows, cols) == (rows * cols + 1) * 400 + 1 + (rows + 1) * 20
+        tokens.shape[0] == image_token_count(rows, cols) == (rows * cols + 1) * 400 + 1 + (rows + 1) * 20
     )
     assert tokens.tolist() == expected
     is_glb = (tokens == -1).all(dim=1).nonzero().flatten().tolist()
@@ -180,7 +181,7 @@ def test_encode_image_is_clip_then_layout_then_projector() -> None:
 
     got = model.encode_image(pixels)
 
-    assert got.shape == (hd.image_token_count(1, 2), model.config.hidden_size)
+    assert got.shape == (image_token_count(1, 2), model.config.hidden_size)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 
@@ -416,8 +417,8 @@ def test_load_image_pixels_uses_the_hd_partition_or_the_strip_as_is(tmp_path: Pa
     with Image.open(strip.path) as im:
         expected_strip = hd.normalize(im.convert("RGB"))
 
-    got_photo = load_image_pixels(ImageSegment(photo, 6, (1, 2), hd.image_token_count(1, 2)))
-    got_strip = load_image_pixels(ImageSegment(strip, 6, (2, 1), hd.image_token_count(2, 1)))
+    got_photo = load_image_pixels(ImageSegment(photo, 6, (1, 2), image_token_count(1, 2)))
+    got_strip = load_image_pixels(ImageSegment(strip, 6, (2, 1), image_token_count(2, 1)))
 
     assert torch.equal(got_photo, expected_photo)
     assert torch.equal(got_strip, expected_strip)

@@ -15,9 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from PIL import Image
 
-from ixc_app import media
 from ixc_app.engines.base import (
     BadRequest,
     ContextTooLong,
@@ -29,9 +27,8 @@ from ixc_app.engines.base import (
     StreamItem,
 )
 from ixc_app.engines.native.generate import DecodeStats, decode_tokens, stream_text
-from ixc_app.engines.native.model import KVCache, NativeModel
+from ixc_app.engines.native.model import KVCache, NativeModel, load_image_pixels
 from ixc_app.engines.native.sessions import FeatureCache, Session, SessionStore, suffix_segments
-from ixc_app.ixc import hd
 from ixc_app.ixc.prompt import ImageSegment, Prompt, TextSegment
 from ixc_app.ixc.template import build_prompt
 from ixc_app.ixc.tokenizer import IncrementalDecoder, Tokenizer
@@ -40,22 +37,6 @@ DEFAULT_CACHE_BUDGET_BYTES = 4 * 1024**3
 """KV caches kept between turns: two 16K-token conversations of the 7B model in fp16 (128 KiB per token)."""
 DEFAULT_FEATURE_CACHE_BYTES = 1024**3
 """Vision features kept by image: about fifteen 24-crop images of the 7B model in fp16."""
-
-
-def image_pixels(segment: ImageSegment) -> torch.Tensor:
-    """Normalised pixels [1, 3, H, W] of a prompt image, read as the app's media module reads uploads.
-
-    `media.load_rgb` applies EXIF orientation and puts transparency on white, as the user saw the image; a
-    video strip is already whole crops and is only normalised.
-    """
-    try:
-        rgb = media.load_rgb(segment.image.path)
-    except (OSError, Image.DecompressionBombError) as exc:
-        name = Path(segment.image.path).name
-        raise BadRequest(f"An image of this conversation ({name}) cannot be read; attach it again.") from exc
-    if segment.image.is_video:
-        return hd.normalize(rgb)
-    return hd.hd_transform(rgb, segment.hd_num).pixel_values
 
 
 class NativeEngine:
@@ -233,7 +214,7 @@ class NativeEngine:
 
     def _image_features(self, segment: ImageSegment) -> torch.Tensor:
         def encode() -> torch.Tensor:
-            pixels = image_pixels(segment)
+            pixels = load_image_pixels(segment)
             with self._compute:
                 return self.model.encode_image(pixels)
 

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
+from ixc_app import media
 from ixc_app.engines.base import BadRequest, ContextTooLong
 from ixc_app.engines.native import checkpoint
 from ixc_app.engines.native.config import TASK_LORAS, ModelConfig
@@ -246,10 +247,17 @@ class InternLM2(nn.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
 
-def load_image_pixels(segment: ImageSegment) -> Tensor:
-    """Normalised pixels [1, 3, H, W] of a prompt image: the HD partition, or a video strip as it is."""
-    with Image.open(segment.image.path) as image:
-        rgb = image.convert("RGB")
+def load_image_pixels(segment: ImageSegment) -> torch.Tensor:
+    """Normalised pixels [1, 3, H, W] of a prompt image, read as the app's media module reads uploads.
+
+    `media.load_rgb` applies EXIF orientation and puts transparency on white, as the user saw the image; a
+    video strip is already whole crops and is only normalised.
+    """
+    try:
+        rgb = media.load_rgb(segment.image.path)
+    except (OSError, Image.DecompressionBombError) as exc:
+        name = Path(segment.image.path).name
+        raise BadRequest(f"An image of this conversation ({name}) cannot be read; attach it again.") from exc
     if segment.image.is_video:
         return hd.normalize(rgb)
     return hd.hd_transform(rgb, segment.hd_num).pixel_values
