@@ -98,6 +98,10 @@ class EngineUnavailable(EngineError):
     pass
 
 
+class Cancelled(EngineError):
+    """Work stopped because the caller cancelled it; a stream reports this as finish_reason "cancelled"."""
+
+
 class Engine(Protocol):
     capabilities: EngineCapabilities
 

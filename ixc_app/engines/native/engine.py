@@ -18,6 +18,7 @@ import torch
 
 from ixc_app.engines.base import (
     BadRequest,
+    Cancelled,
     ContextTooLong,
     EngineCapabilities,
     EngineUnavailable,
@@ -28,8 +29,8 @@ from ixc_app.engines.base import (
 )
 from ixc_app.engines.native.generate import DecodeStats, decode_tokens, stream_text
 from ixc_app.engines.native.model import KVCache, NativeModel, load_image_pixels
-from ixc_app.engines.native.sessions import FeatureCache, Session, SessionStore, suffix_segments
-from ixc_app.ixc.prompt import ImageSegment, Prompt, TextSegment
+from ixc_app.engines.native.sessions import FeatureCache, Session, SessionStore
+from ixc_app.ixc.prompt import ImageSegment, Prompt
 from ixc_app.ixc.template import build_prompt
 from ixc_app.ixc.tokenizer import IncrementalDecoder, Tokenizer
 
@@ -75,6 +76,7 @@ class NativeEngine:
         self._stop_ids = frozenset(self.tokenizer.stop_ids)
         self._compute = threading.Lock()
         self._closed = False
+        self._text_mask = torch.zeros(1, dtype=torch.bool)
 
     @classmethod
     def from_pretrained(
@@ -177,7 +179,7 @@ class NativeEngine:
 
         def step(token: int) -> torch.Tensor:
             session.answer.append(token)
-            return self._forward(self.model.embed_tokens([token]), [False], cache, mode)
+            return self._forward(self.model.embed_tokens([token]), self._text_mask, cache, mode)
 
         prefill_ids = self.tokenizer.encode(request.prefill, bos=False) if request.prefill else []
         tokens = decode_tokens(
@@ -196,21 +198,19 @@ class NativeEngine:
         self, prompt: Prompt, start: int, cache: KVCache, mode: str, cancel: threading.Event | None
     ) -> torch.Tensor | None:
         """Next-token logits after the prompt, computing its positions from `start` on; None if cancelled."""
-        embeds: list[torch.Tensor] = []
-        im_mask: list[bool] = []
-        for segment, offset in suffix_segments(prompt, start):
+
+        def features(segment: ImageSegment) -> torch.Tensor:
             if cancel is not None and cancel.is_set():
-                return None
-            if isinstance(segment, TextSegment):
-                ids = segment.token_ids[offset:]
-                embeds.append(self.model.embed_tokens(ids))
-                im_mask += [False] * len(ids)
-            else:
-                embeds.append(self._image_features(segment))
-                im_mask += [True] * segment.num_tokens
+                raise Cancelled("The request was cancelled while its images were being encoded.")
+            return self._image_features(segment)
+
+        try:
+            embeds, im_mask = self.model.embed_prompt(prompt, features, start)
+        except Cancelled:
+            return None
         if cancel is not None and cancel.is_set():
             return None
-        return self._forward(torch.cat(embeds), im_mask, cache, mode)
+        return self._forward(embeds, im_mask, cache, mode)
 
     def _image_features(self, segment: ImageSegment) -> torch.Tensor:
         def encode() -> torch.Tensor:
@@ -220,9 +220,10 @@ class NativeEngine:
 
         return self.features.get(segment, encode)
 
-    def _forward(self, embeds: torch.Tensor, im_mask: list[bool], cache: KVCache, mode: str) -> torch.Tensor:
+    def _forward(
+        self, embeds: torch.Tensor, im_mask: torch.Tensor, cache: KVCache, mode: str
+    ) -> torch.Tensor:
         """Logits of the position after `embeds`, whose keys and values are appended to `cache`."""
-        mask = torch.tensor(im_mask, dtype=torch.bool)
         with self._compute:
             self.steps_run += 1
-            return self.model.forward(embeds, mask, cache, mode, last_only=True)[-1]
+            return self.model.forward(embeds, im_mask, cache, mode, last_only=True)[-1]

@@ -326,14 +326,17 @@ class NativeModel(nn.Module):
         return self.vision_proj(tokens)
 
     def embed_prompt(
-        self, prompt: Prompt, image_features: Callable[[ImageSegment], Tensor]
+        self, prompt: Prompt, image_features: Callable[[ImageSegment], Tensor], start: int = 0
     ) -> tuple[Tensor, Tensor]:
-        """The prompt's input embeddings [tokens, hidden] and its image mask [tokens] (True at image rows)."""
+        """Input embeddings [tokens, hidden] and image mask [tokens] of the prompt from position `start`.
+
+        `start` > 0 is the length of a reused KV cache: only the positions after it are embedded.
+        """
         parts: list[Tensor] = []
         masks: list[Tensor] = []
-        for segment in prompt.segments:
+        for segment, offset in prompt.suffix(start):
             if isinstance(segment, TextSegment):
-                part = self.embed_tokens(segment.token_ids)
+                part = self.embed_tokens(segment.token_ids[offset:])
             else:
                 part = image_features(segment).to(self.device, self.dtype)
                 if part.shape[0] != segment.num_tokens:

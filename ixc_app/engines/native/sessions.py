@@ -27,21 +27,6 @@ from ixc_app.ixc.prompt import ImageSegment, Prompt, TextSegment
 from ixc_app.ixc.template import prompt_prefix_len
 
 
-def suffix_segments(prompt: Prompt, start: int) -> list[tuple[TextSegment | ImageSegment, int]]:
-    """The segments holding positions `start` onwards, each with the offset of its first needed position."""
-    parts: list[tuple[TextSegment | ImageSegment, int]] = []
-    position = 0
-    for segment in prompt.segments:
-        size = len(segment.token_ids) if isinstance(segment, TextSegment) else segment.num_tokens
-        if position + size > start:
-            offset = max(0, start - position)
-            if offset and isinstance(segment, ImageSegment):
-                raise ValueError(f"position {start} falls inside an image; a cache never stops there")
-            parts.append((segment, offset))
-        position += size
-    return parts
-
-
 def reusable_prefix(prompt: Prompt, answer: list[int], new: Prompt) -> int:
     """How many leading positions of `prompt` followed by `answer` equal those of `new`.
 
@@ -49,7 +34,7 @@ def reusable_prefix(prompt: Prompt, answer: list[int], new: Prompt) -> int:
     usually, but not always, come back the same, so they are compared id by id.
     """
     shared = prompt_prefix_len(prompt, new)
-    following = suffix_segments(new, shared)
+    following = new.suffix(shared)
     if shared < prompt.num_tokens or not following or not isinstance(following[0][0], TextSegment):
         return shared
     segment, offset = following[0]
