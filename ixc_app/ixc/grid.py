@@ -24,6 +24,7 @@ HDVariant = Literal["reference", "demo_single", "demo_multi"]
   image's size, padding centred.
 """
 
+
 @dataclass(frozen=True)
 class HDGrid:
     """Where an image of a given size lands: resized to `resized`, at `offset` on `rows` x `cols` crops."""
