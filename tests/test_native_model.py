@@ -107,9 +107,7 @@ def test_image_tokens_follow_the_spec_order(rows: int, cols: int) -> None:
             expected.append(merged_token(1 + crop, r % 20, c % 20))
         expected.append(sub)
 
-    assert (
-        tokens.shape[0] == image_token_count(rows, cols) == (rows * cols + 1) * 400 + 1 + (rows + 1) * 20
-    )
+    assert tokens.shape[0] == image_token_count(rows, cols) == (rows * cols + 1) * 400 + 1 + (rows + 1) * 20
     assert tokens.tolist() == expected
     is_glb = (tokens == -1).all(dim=1).nonzero().flatten().tolist()
     is_sub = (tokens == -2).all(dim=1).nonzero().flatten().tolist()

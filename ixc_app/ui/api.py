@@ -1,0 +1,86 @@
+"""The public `/chat` API endpoint: one message in, the answer streamed out, a conversation id to continue.
+
+    from gradio_client import Client, handle_file
+    client = Client("http://127.0.0.1:7860/")
+    job = client.submit("What is in this picture?", [handle_file("photo.jpg")], "", api_name="/chat")
+    for answer_so_far, conversation_id in job: ...
+    client.predict("And the colours?", [], conversation_id, api_name="/chat")
+
+Parameters: `message` (text), `files` (images and videos), `conversation_id` ("" starts a new conversation;
+pass the id an earlier call returned to continue it), then the generation settings of the chat's settings
+panel.
+Each streamed value is `(answer so far, conversation id)`. Rejected input and engine failures raise an error
+whose message is one sentence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import gradio as gr
+
+from ixc_app.ui.chat_handlers import user_errors
+from ixc_app.ui.identity import format_handle, new_owner, parse_handle
+from ixc_app.ui.service import AnswerFailed, ChatService, Draft
+from ixc_app.ui.settings_form import settings_from_form
+
+API_DESCRIPTION = (
+    "Send a message with optional images and videos and stream the answer. Pass an empty conversation_id to "
+    "start a conversation and the returned conversation_id to continue it. Yields (answer so far, "
+    "conversation_id)."
+)
+
+
+class ChatApi:
+    def __init__(self, service: ChatService) -> None:
+        self.service = service
+
+    def chat(
+        self,
+        message: str | None,
+        files: list[str] | None = None,
+        conversation_id: str | None = None,
+        max_new_tokens: float | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        top_k: float | None = None,
+        repetition_penalty: float | None = None,
+        seed: int | None = None,
+        hd_num_single: float | None = None,
+        hd_num_multi: float | None = None,
+        image_mode: str | None = None,
+        use_meta: bool | None = None,
+    ) -> Iterator[tuple[str, str]]:
+        """Everything the browser does in three events, in one: check, ingest, answer.
+
+        The parameter names are the API's: Gradio names an endpoint's parameters after its function's. The
+        settings' defaults are the settings panel's values, which Gradio passes when a client leaves them out.
+        """
+        draft = Draft(text=message or "", files=tuple(files or ()))
+        handle = (conversation_id or "").strip()
+        form = [
+            max_new_tokens,
+            temperature,
+            top_p,
+            top_k,
+            repetition_penalty,
+            seed,
+            hd_num_single,
+            hd_num_multi,
+            image_mode,
+            use_meta,
+        ]
+        with user_errors():
+            owner, existing = parse_handle(handle) if handle else (new_owner(), "")
+            settings = settings_from_form(form, self.service.limits)
+            conv = self.service.open_or_new(owner, existing, settings)
+            self.service.check_draft(draft, conv)
+            media = self.service.ingest(draft.files)
+            conv, prepared = self.service.add_message(conv, draft.text, media)
+        handle = format_handle(owner, conv.id)
+        yield "", handle
+        try:
+            for partial in self.service.answer(conv, prepared):
+                yield partial.messages[-1].text, handle
+        except AnswerFailed as exc:
+            raise gr.Error(str(exc), print_exception=False) from exc

@@ -1,0 +1,112 @@
+"""The chat tab's event graph, in the manner of Gradio's own `ChatInterface._setup_events`.
+
+Sending is three steps: `validate` (no queue: text length, file counts), `ingest` (queued in the media
+group, with progress while a video is decoded: content sniffing, pixel and duration limits, the context
+budget), then `answer` (queued in the one engine group, sized from the engine's capability). Every limit
+is therefore checked before a request waits for the engine. Retry, edit and the examples feed the same
+`answer` step; Stop cancels whichever is running and the answer's `finally` stops the engine. Cheap UI events
+skip the queue, and every internal event is private, so the only public API is `/chat`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+from gradio.events import Dependency
+
+from ixc_app.ui.api import API_DESCRIPTION, ChatApi
+from ixc_app.ui.chat_handlers import ChatHandlers
+from ixc_app.ui.layout import ChatView
+
+ENGINE_GROUP = "engine"
+MEDIA_GROUP = "media"
+MEDIA_CONCURRENCY = 2
+PRIVATE = "private"
+
+
+def wire_chat(
+    demo: gr.Blocks, view: ChatView, handlers: ChatHandlers, api: ChatApi, engine_concurrency: int
+) -> None:
+    settings = view.settings.components
+    view_outputs = [
+        view.browser,
+        view.conversations,
+        view.chatbot,
+        view.title,
+        *settings,
+    ]
+    quick: dict[str, Any] = {"queue": False, "api_visibility": PRIVATE, "show_progress": "hidden"}
+    engine: dict[str, Any] = {
+        "concurrency_id": ENGINE_GROUP,
+        "concurrency_limit": engine_concurrency,
+        "api_visibility": PRIVATE,
+        "show_progress": "minimal",
+    }
+
+    def answer_then_settle(start: Dependency) -> Dependency:
+        answered = start.success(handlers.answer, [view.browser, *settings], [view.chatbot], **engine)
+        answered.then(
+            handlers.settle, [view.browser], [view.textbox, view.chatbot, view.conversations], **quick
+        )
+        return answered
+
+    def send(validated: Dependency) -> list[Dependency]:
+        ingested = validated.success(
+            handlers.ingest,
+            [view.textbox, view.browser, *settings],
+            [view.textbox, view.chatbot, view.browser],
+            concurrency_id=MEDIA_GROUP,
+            concurrency_limit=MEDIA_CONCURRENCY,
+            api_visibility=PRIVATE,
+            show_progress="full",
+            show_progress_on=[view.textbox],
+        )
+        ingested.failure(handlers.unlock, None, [view.textbox], **quick)
+        ingested.success(handlers.conversation_list, [view.browser], [view.conversations], **quick)
+        return [ingested, answer_then_settle(ingested)]
+
+    demo.load(handlers.load, [view.browser], view_outputs, **quick)
+
+    running = send(
+        view.textbox.submit(handlers.validate, [view.textbox, view.browser], [view.textbox], **quick)
+    )
+    from_example = view.chatbot.example_select(handlers.example, None, [view.textbox], **quick)
+    running += send(
+        from_example.success(handlers.validate, [view.textbox, view.browser], [view.textbox], **quick)
+    )
+    running.append(
+        answer_then_settle(
+            view.chatbot.retry(handlers.retry, [view.browser], [view.textbox, view.chatbot], **quick)
+        )
+    )
+    running.append(
+        answer_then_settle(
+            view.chatbot.edit(handlers.edit, [view.browser], [view.textbox, view.chatbot], **quick)
+        )
+    )
+    view.textbox.stop(None, None, None, cancels=running, **quick)
+
+    view.chatbot.undo(handlers.undo, [view.browser], [view.chatbot, view.textbox], **quick)
+    view.chatbot.like(handlers.like, [view.browser], None, **quick)
+    view.chatbot.clear(handlers.clear, [view.browser], view_outputs, cancels=running, **quick)
+    view.new_chat.click(handlers.new_conversation, [view.browser], view_outputs, cancels=running, **quick)
+    view.conversations.input(
+        handlers.switch, [view.browser, view.conversations], view_outputs, cancels=running, **quick
+    )
+    view.rename.click(handlers.rename, [view.browser, view.title], [view.conversations], **quick)
+    view.title.submit(handlers.rename, [view.browser, view.title], [view.conversations], **quick)
+    view.delete.click(handlers.delete, [view.browser], view_outputs, cancels=running, **quick)
+
+    ports = view.api
+    ports.trigger.click(
+        api.chat,
+        [ports.message, ports.files, ports.conversation_in, *settings],
+        [ports.answer, ports.conversation_out],
+        api_name="chat",
+        api_description=API_DESCRIPTION,
+        api_visibility="public",
+        concurrency_id=ENGINE_GROUP,
+        concurrency_limit=engine_concurrency,
+        show_progress="hidden",
+    )

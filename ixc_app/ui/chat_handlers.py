@@ -1,0 +1,270 @@
+"""What each chat event does: the Gradio-facing edge of `ChatService`.
+
+Handlers take and return component values only. Which owner is asking and which conversation is open lives
+in the browser's BrowserState (sent with every event, kept across reloads and server restarts), so the server
+holds nothing per tab that could grow or be lost. Errors a user can act on become `gr.Error` with their one
+sentence; the conversation on disk is never left half-changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import gradio as gr
+
+from ixc_app.chat import (
+    Conversation,
+    PreparedRequest,
+    edit_user_message,
+    fail_answer,
+    retry,
+    set_feedback,
+    undo,
+    with_settings,
+)
+from ixc_app.ixc.budget import ContextBudgetExceeded
+from ixc_app.ui.examples import Example
+from ixc_app.ui.identity import BrowserSession
+from ixc_app.ui.service import AnswerFailed, ChatService, Draft, UserFacingError
+from ixc_app.ui.settings_form import form_values, settings_from_form
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can act on into Gradio errors that carry their sentence verbatim."""
+    try:
+        yield
+    except UserFacingError as exc:
+        log.info("rejected: %s", exc)
+        raise gr.Error(str(exc), print_exception=False) from exc
+
+
+def locked_textbox() -> gr.MultimodalTextbox:
+    """The composer while an answer is on its way: no sending, a Stop button."""
+    return gr.MultimodalTextbox(interactive=False, submit_btn=False, stop_btn=True)
+
+
+def unlocked_textbox() -> gr.MultimodalTextbox:
+    return gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False)
+
+
+def _dropped_notice(prepared: PreparedRequest) -> None:
+    if prepared.dropped_messages:
+        gr.Warning(
+            f"The {prepared.dropped_messages} oldest messages were left out of this answer to fit the "
+            "context budget; start a new conversation to use the full budget again.",
+            title="Context budget",
+        )
+
+
+class ChatHandlers:
+    def __init__(self, service: ChatService, examples: list[Example]) -> None:
+        self.service = service
+        self.examples = examples
+
+    # Views
+
+    def _chatbot(self, conv: Conversation | None) -> gr.Chatbot:
+        feedback = (
+            []
+            if conv is None
+            else [
+                {"like": "Like", "dislike": "Dislike"}.get(m.feedback or "")
+                for m in conv.messages
+                if m.role == "assistant"
+            ]
+        )
+        return gr.Chatbot(value=self.service.chatbot(conv), feedback_value=feedback)
+
+    def conversation_list(self, session: BrowserSession) -> gr.Radio:
+        summaries = self.service.conversations(session.owner)
+        return gr.Radio(
+            choices=[(s.title, s.id) for s in summaries],
+            value=session.conversation or None,
+            info=None if summaries else "Your conversations will be listed here.",
+        )
+
+    def _view(self, session: BrowserSession, conv: Conversation | None) -> tuple[Any, ...]:
+        """Everything that shows which conversation is open: see `ChatEvents.view_outputs`."""
+        settings = conv.settings if conv is not None else self.service.default_settings()
+        return (
+            session.to_value(),
+            self.conversation_list(session),
+            self._chatbot(conv),
+            conv.title if conv is not None else "",
+            *form_values(settings),
+        )
+
+    def _current(self, session: BrowserSession) -> Conversation | None:
+        if not session.conversation:
+            return None
+        return self.service.store.get(session.owner, session.conversation)
+
+    def _require_current(self, session: BrowserSession) -> Conversation:
+        with user_errors():
+            return self.service.open(session.owner, session.conversation)
+
+    # Page and conversation list
+
+    def load(self, stored: Any) -> tuple[Any, ...]:
+        """A new page: the browser's saved session, or a new owner for a browser seen for the first time."""
+        session = BrowserSession.from_value(stored)
+        conv = self._current(session)
+        if conv is None:
+            session = replace(session, conversation="")
+        return self._view(session, conv)
+
+    def new_conversation(self, stored: Any) -> tuple[Any, ...]:
+        session = browser_session(stored)
+        return self._view(replace(session, conversation=""), None)
+
+    def switch(self, stored: Any, conversation_id: str | None) -> tuple[Any, ...]:
+        session = browser_session(stored)
+        conv = self.service.store.get(session.owner, conversation_id) if conversation_id else None
+        return self._view(replace(session, conversation=conv.id if conv else ""), conv)
+
+    def rename(self, stored: Any, title: str) -> gr.Radio:
+        session = browser_session(stored)
+        with user_errors():
+            self.service.store.rename(session.owner, session.conversation, title)
+        return self.conversation_list(session)
+
+    def delete(self, stored: Any) -> tuple[Any, ...]:
+        session = browser_session(stored)
+        if session.conversation:
+            self.service.delete(session.owner, session.conversation)
+            gr.Info("The conversation was deleted.")
+        return self._view(replace(session, conversation=""), None)
+
+    # Sending a message
+
+    def example(self, select: gr.SelectData) -> dict[str, Any]:
+        """The clicked example, by its index in our own list (file paths sent by the browser are not used)."""
+        index = select.index if isinstance(select.index, int) else -1
+        if not 0 <= index < len(self.examples):
+            raise gr.Error("That example does not exist; reload the page.", print_exception=False)
+        example = self.examples[index]
+        return {"text": example.text, "files": [str(p) for p in example.files]}
+
+    def validate(self, message: dict[str, Any] | None, stored: Any) -> gr.MultimodalTextbox:
+        """The checks that need no file to be read, before anything is queued."""
+        session = browser_session(stored)
+        draft = _draft(message)
+        with user_errors():
+            self.service.check_draft(draft, self._current(session))
+        return locked_textbox()
+
+    def ingest(
+        self,
+        message: dict[str, Any] | None,
+        stored: Any,
+        *settings_values: Any,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way of asking for a progress tracker)
+    ) -> tuple[Any, ...]:
+        """Validate and store the attachments (with progress while a video is decoded), then the message."""
+        session = browser_session(stored)
+        draft = _draft(message)
+        with user_errors():
+            settings = settings_from_form(list(settings_values), self.service.limits)
+            conv = self.service.open_or_new(session.owner, session.conversation, settings)
+            self.service.check_draft(draft, conv)
+            media = self.service.ingest(draft.files, lambda fraction, desc: progress(fraction, desc=desc))
+            conv, _ = self.service.add_message(conv, draft.text, media)
+        session = replace(session, conversation=conv.id)
+        return (
+            gr.MultimodalTextbox(value={"text": "", "files": []}),
+            self._chatbot(conv),
+            session.to_value(),
+        )
+
+    def answer(self, stored: Any, *settings_values: Any) -> Iterator[gr.Chatbot]:
+        """Stream the answer to the open conversation's last message (engine concurrency group)."""
+        session = browser_session(stored)
+        conv = self._require_current(session)
+        with user_errors():
+            conv = with_settings(conv, settings_from_form(list(settings_values), self.service.limits))
+            try:
+                prepared = self.service.prepare(conv)
+            except ContextBudgetExceeded as exc:
+                conv = fail_answer(conv, str(exc))
+                self.service.store.put(conv)
+                raise
+        _dropped_notice(prepared)
+        try:
+            for partial in self.service.answer(conv, prepared):
+                yield self._chatbot(partial)
+        except AnswerFailed as exc:
+            yield self._chatbot(self._current(session))
+            raise gr.Error(str(exc), print_exception=False) from exc
+
+    def settle(self, stored: Any) -> tuple[Any, ...]:
+        """After an answer ends, however it ended: the composer back, and the conversation as saved."""
+        session = browser_session(stored)
+        conv = self._current(session)
+        return unlocked_textbox(), self._chatbot(conv), self.conversation_list(session)
+
+    def unlock(self) -> gr.MultimodalTextbox:
+        return unlocked_textbox()
+
+    # Chatbot actions
+
+    def retry(self, stored: Any) -> tuple[Any, ...]:
+        session = browser_session(stored)
+        conv = self._require_current(session)
+        with user_errors():
+            conv = retry(conv)
+        self.service.store.put(conv)
+        return locked_textbox(), self._chatbot(conv)
+
+    def edit(self, stored: Any, edit: gr.EditData) -> tuple[Any, ...]:
+        session = browser_session(stored)
+        conv = self._require_current(session)
+        index = edit.index[0] if isinstance(edit.index, (list, tuple)) else edit.index
+        with user_errors():
+            conv = edit_user_message(conv, index, str(edit.value))
+        self.service.store.put(conv)
+        return locked_textbox(), self._chatbot(conv)
+
+    def undo(self, stored: Any) -> tuple[Any, ...]:
+        """Take back the last message and its answer, and put the message back in the composer."""
+        session = browser_session(stored)
+        conv = self._require_current(session)
+        user_messages = [m for m in conv.messages if m.role == "user"]
+        with user_errors():
+            conv = undo(conv)
+        self.service.store.put(conv)
+        last = user_messages[-1]
+        restored = {
+            "text": last.text,
+            "files": [str(self.service.media_path(item.key)) for item in last.media],
+        }
+        return self._chatbot(conv), restored
+
+    def like(self, stored: Any, like: gr.LikeData) -> None:
+        session = browser_session(stored)
+        conv = self._require_current(session)
+        index = like.index[0] if isinstance(like.index, (list, tuple)) else like.index
+        feedback = {True: "like", False: "dislike"}.get(like.liked) if isinstance(like.liked, bool) else None
+        with user_errors():
+            self.service.store.put(set_feedback(conv, index, feedback))
+
+    def clear(self, stored: Any) -> tuple[Any, ...]:
+        """The Chatbot's clear button: delete this conversation and start an empty one."""
+        return self.delete(stored)
+
+
+def browser_session(stored: Any) -> BrowserSession:
+    """The session the page was loaded with; only the page load may start a new one."""
+    with user_errors():
+        return BrowserSession.parse(stored)
+
+
+def _draft(message: dict[str, Any] | None) -> Draft:
+    message = message or {}
+    return Draft(text=message.get("text") or "", files=tuple(message.get("files") or ()))

@@ -1,0 +1,50 @@
+"""Serve the app with the defaults a public deployment needs (gradio6.md, "Safe launch defaults").
+
+Nothing is shared through Gradio's tunnel, no run history or monitoring is kept, uploads land in the data
+dir's upload cache and are refused over the size limit with a 413 before any handler sees them, and only
+validated media and the generated samples are served from disk; the store, the browser-state secret and the
+checkpoint never are.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+from fastapi import FastAPI
+
+from ixc_app.config import SECRET_FILE_NAME, Settings
+from ixc_app.ui.samples import samples_folder
+from ixc_app.ui.style import CSS, THEME
+
+SESSION_CAPACITY = 1000
+"""Gradio keeps a copy of the page's component config for each recent session (browser tab or API client),
+tens of kilobytes each; the app keeps nothing else per session, so the oldest beyond this are dropped."""
+
+
+def launch(
+    demo: gr.Blocks, settings: Settings, *, prevent_thread_lock: bool = False
+) -> tuple[FastAPI, str, str | None]:
+    """Start serving `demo` on `settings.host:port`; returns Gradio's (app, local URL, share URL)."""
+    return demo.launch(
+        server_name=settings.host,
+        server_port=settings.port,
+        share=False,
+        ssr_mode=False,
+        enable_monitoring=False,
+        run_history=False,
+        pwa=False,
+        mcp_server=False,
+        show_error=False,
+        quiet=True,
+        footer_links=["api"],
+        max_file_size=settings.limits.max_upload_bytes,
+        state_session_capacity=SESSION_CAPACITY,
+        allowed_paths=[str(settings.media_dir), str(samples_folder(settings.data_dir))],
+        blocked_paths=[
+            str(settings.store_dir),
+            str(settings.tiny_checkpoint_dir),
+            str(settings.data_dir / SECRET_FILE_NAME),
+        ],
+        theme=THEME,
+        css=CSS,
+        prevent_thread_lock=prevent_thread_lock,
+    )

@@ -1,0 +1,251 @@
+"""The page: header, demo-model banner, and a chat tab (the composer tab slots into the same `gr.Tabs`).
+
+Layout only: components are created here and handed to the event wiring as plain dataclasses, so the wiring
+reads like a list of events and the layout like a page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gradio as gr
+
+from ixc_app.chat import ChatSettings
+from ixc_app.config import Settings
+from ixc_app.ui.examples import Example
+from ixc_app.ui.settings_form import MAX_HD_NUM, MAX_REPETITION_PENALTY, MAX_TEMPERATURE, MAX_TOP_K
+
+LATEX_DELIMITERS = [
+    {"left": "$$", "right": "$$", "display": True},
+    {"left": "\\[", "right": "\\]", "display": True},
+    {"left": "$", "right": "$", "display": False},
+    {"left": "\\(", "right": "\\)", "display": False},
+]
+IMAGE_MODES = [
+    ("Auto: full for one image, less for several", "auto"),
+    ("Full for every image", "single"),
+    ("Less for every image", "multi"),
+]
+
+
+@dataclass(frozen=True)
+class SettingsPanel:
+    """Generation settings, in the order the `/chat` API takes them."""
+
+    max_new_tokens: gr.Slider
+    temperature: gr.Slider
+    top_p: gr.Slider
+    top_k: gr.Slider
+    repetition_penalty: gr.Slider
+    seed: gr.Number
+    hd_num_single: gr.Slider
+    hd_num_multi: gr.Slider
+    image_mode: gr.Radio
+    use_meta: gr.Checkbox
+
+    @property
+    def components(self) -> list[gr.components.Component]:
+        return [
+            self.max_new_tokens,
+            self.temperature,
+            self.top_p,
+            self.top_k,
+            self.repetition_penalty,
+            self.seed,
+            self.hd_num_single,
+            self.hd_num_multi,
+            self.image_mode,
+            self.use_meta,
+        ]
+
+
+@dataclass(frozen=True)
+class ApiPorts:
+    """Hidden components that give the `/chat` endpoint typed, documented parameters and results."""
+
+    trigger: gr.Button
+    message: gr.Textbox
+    files: gr.File
+    conversation_in: gr.Textbox
+    answer: gr.Textbox
+    conversation_out: gr.Textbox
+
+
+@dataclass(frozen=True)
+class ChatView:
+    browser: gr.BrowserState
+    new_chat: gr.Button
+    conversations: gr.Radio
+    title: gr.Textbox
+    rename: gr.Button
+    delete: gr.Button
+    chatbot: gr.Chatbot
+    textbox: gr.MultimodalTextbox
+    settings: SettingsPanel
+    api: ApiPorts
+
+
+def header(settings: Settings, is_demo_model: bool) -> None:
+    """The title, and for the random-weight demo model a banner that stays on every tab."""
+    with gr.Row(elem_classes="app-header"):
+        gr.Markdown(
+            "# IXC-2.5 Studio\n"
+            "Ask InternLM-XComposer-2.5 about several high-resolution images or a video, over as many turns "
+            "as you like."
+        )
+    if is_demo_model:
+        gr.Markdown(demo_banner_text(settings), elem_id="demo-banner")
+
+
+def demo_banner_text(settings: Settings) -> str:
+    reason = f" because {settings.demo_reason}" if settings.demo_reason else ""
+    return (
+        "**Demo model: answers are random noise.** The app is running a tiny random-weight checkpoint"
+        f"{reason}. To chat with the real model, download `internlm/internlm-xcomposer2d5-7b` and start the "
+        "app with `python app.py --model PATH` (or set `IXC_MODEL=PATH`)."
+    )
+
+
+def settings_panel(settings: Settings, defaults: ChatSettings) -> SettingsPanel:
+    """Sampling on the first rows, image detail below; the conversation keeps what was used for it."""
+    params = defaults.params
+    with gr.Accordion("Generation settings", open=False, elem_id="generation-settings"):
+        with gr.Row():
+            max_new_tokens = gr.Slider(
+                1,
+                settings.limits.max_new_tokens,
+                value=min(params.max_new_tokens, settings.limits.max_new_tokens),
+                step=1,
+                label="Max new tokens",
+                info="The longest answer, in tokens.",
+            )
+            temperature = gr.Slider(
+                0.0,
+                MAX_TEMPERATURE,
+                value=params.temperature,
+                step=0.05,
+                label="Temperature",
+                info="0 always picks the likeliest token.",
+            )
+            top_p = gr.Slider(
+                0.05, 1.0, value=params.top_p, step=0.05, label="Top-p", info="Nucleus sampling."
+            )
+        with gr.Row():
+            top_k = gr.Slider(0, MAX_TOP_K, value=params.top_k, step=1, label="Top-k", info="0 = no limit.")
+            repetition_penalty = gr.Slider(
+                1.0,
+                MAX_REPETITION_PENALTY,
+                value=params.repetition_penalty,
+                step=0.005,
+                label="Repetition penalty",
+                info="1 = none.",
+            )
+            seed = gr.Number(
+                value=-1 if params.seed is None else params.seed,
+                precision=0,
+                label="Seed",
+                info="-1 = a new random seed for every answer.",
+            )
+        with gr.Row():
+            image_mode = gr.Radio(IMAGE_MODES, value=defaults.image_mode, label="Image detail", scale=2)
+            hd_num_single = gr.Slider(
+                1,
+                MAX_HD_NUM,
+                value=defaults.hd_num_single,
+                step=1,
+                label="Crops, full detail",
+                info="hd_num of an image shown in full detail.",
+            )
+            hd_num_multi = gr.Slider(
+                1,
+                MAX_HD_NUM,
+                value=defaults.hd_num_multi,
+                step=1,
+                label="Crops, less detail",
+                info="hd_num of each image when detail is lowered.",
+            )
+        use_meta = gr.Checkbox(
+            value=defaults.use_meta,
+            label="Use the system prompt (meta instruction)",
+            info="The model's own introduction, sent before the conversation.",
+        )
+    return SettingsPanel(
+        max_new_tokens,
+        temperature,
+        top_p,
+        top_k,
+        repetition_penalty,
+        seed,
+        hd_num_single,
+        hd_num_multi,
+        image_mode,
+        use_meta,
+    )
+
+
+def api_ports() -> ApiPorts:
+    with gr.Group(visible=False):
+        return ApiPorts(
+            trigger=gr.Button("chat", visible=False),
+            message=gr.Textbox(label="message", visible=False),
+            files=gr.File(label="files", file_count="multiple", type="filepath", visible=False),
+            conversation_in=gr.Textbox(label="conversation_id", visible=False),
+            answer=gr.Textbox(label="answer", visible=False),
+            conversation_out=gr.Textbox(label="conversation_id", visible=False),
+        )
+
+
+def chat_tab(settings: Settings, defaults: ChatSettings, examples: list[Example]) -> ChatView:
+    browser = gr.BrowserState(None, storage_key="ixc-studio-session", secret=settings.secret)
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=240, elem_classes="sidebar-column"):
+            new_chat = gr.Button("New conversation", variant="primary", elem_id="new-conversation")
+            conversations = gr.Radio(
+                [], label="Conversations", elem_classes="conversation-list", elem_id="conversation-list"
+            )
+            with gr.Accordion("Rename or delete", open=False, elem_id="manage-conversation"):
+                title = gr.Textbox(label="Name", max_lines=1, elem_id="conversation-title")
+                with gr.Row():
+                    rename = gr.Button("Rename", size="sm", elem_id="rename-conversation")
+                    delete = gr.Button("Delete", size="sm", variant="stop", elem_id="delete-conversation")
+        with gr.Column(scale=4, elem_classes="chat-column"):
+            chatbot = gr.Chatbot(
+                label="Conversation",
+                show_label=False,
+                height="68vh",
+                editable="user",
+                buttons=["copy", "copy_all"],
+                latex_delimiters=LATEX_DELIMITERS,
+                placeholder="**Attach images or a video and ask about them.** Or start from an example:",
+                examples=[example.message() for example in examples],
+                elem_id="chatbot",
+            )
+            textbox = gr.MultimodalTextbox(
+                show_label=False,
+                placeholder="Ask about your images or video…",
+                file_types=["image", "video"],
+                file_count="multiple",
+                max_plain_text_length=settings.limits.max_text_chars,
+                submit_btn=True,
+                stop_btn=False,
+                autofocus=True,
+                elem_id="composer",
+            )
+            gr.Markdown(
+                f"Up to {settings.limits.max_files_per_message} images or videos per message; videos up to "
+                f"{settings.limits.max_video_seconds:g} s.",
+                elem_classes="hint",
+            )
+            panel = settings_panel(settings, defaults)
+    return ChatView(
+        browser=browser,
+        new_chat=new_chat,
+        conversations=conversations,
+        title=title,
+        rename=rename,
+        delete=delete,
+        chatbot=chatbot,
+        textbox=textbox,
+        settings=panel,
+        api=api_ports(),
+    )

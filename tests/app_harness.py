@@ -1,0 +1,111 @@
+"""Start the real app in-process on the tiny checkpoint, for the API, bad-input and browser tests.
+
+Not a test module: the test files import it (pytest puts `tests/` on the path). Each app gets its own data
+dir, a free port and a fresh `Store` (all share one upload folder, see `UPLOADS`); restarting on the same data
+dir is how the tests check that conversations survive a server restart.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from gradio_client import Client
+
+from ixc_app.config import Limits, Settings, load_or_create_secret
+from ixc_app.engines.base import Engine
+from ixc_app.store import Store
+from ixc_app.ui import build_app, launch
+
+# One upload folder for every app a test session starts: Gradio reads it from the environment at request
+# time, so apps with folders of their own would see each other's uploads as foreign.
+UPLOADS = tempfile.mkdtemp(prefix="ixc-test-uploads-")
+atexit.register(shutil.rmtree, UPLOADS, ignore_errors=True)
+os.environ.setdefault("GRADIO_TEMP_DIR", UPLOADS)
+
+FAST = {"max_new_tokens": 6}
+"""Generation settings that keep a tiny-checkpoint answer short."""
+TINY_HD_NUM = 1
+"""Crop budget for the tests: the tiny checkpoint's context (4096 tokens) holds a few images at this size."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def app_settings(data_dir: Path, checkpoint: Path, *, hd_num: int = TINY_HD_NUM, **limits: Any) -> Settings:
+    """Settings as `config.prepare` would leave them for the demo checkpoint, without touching the model."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return Settings(
+        model="tiny",
+        host="127.0.0.1",
+        port=free_port(),
+        data_dir=data_dir,
+        secret=load_or_create_secret(data_dir),
+        limits=replace(Limits(), **limits),
+        hd_num_single=hd_num,
+        hd_num_multi=hd_num,
+        model_path=checkpoint,
+        device="cpu",
+        dtype="fp32",
+        is_demo_model=True,
+        demo_reason="the tests run the tiny checkpoint",
+    )
+
+
+@dataclass
+class RunningApp:
+    settings: Settings
+    engine: Engine
+    store: Store
+    demo: gr.Blocks
+    url: str
+
+    def client(self) -> Client:
+        return Client(self.url, verbose=False, download_files=False)
+
+    def close(self) -> None:
+        self.demo.close()
+        self.store.close()
+
+
+def start_app(settings: Settings, engine: Engine) -> RunningApp:
+    store = Store.from_settings(settings)
+    demo = build_app(settings, engine, store)
+    _, url, _ = launch(demo, settings, prevent_thread_lock=True)
+    return RunningApp(settings, engine, store, demo, url)
+
+
+def write_png(path: Path, color: tuple[int, int, int], size: tuple[int, int] = (96, 64)) -> Path:
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", size, color)
+    ImageDraw.Draw(image).ellipse([8, 8, size[0] // 2, size[1] - 8], fill=(255 - color[0], 200, 40))
+    image.save(path)
+    return path
+
+
+def write_mp4(path: Path, seconds: int = 2, fps: int = 4, size: tuple[int, int] = (96, 64)) -> Path:
+    """A short H.264 clip of a square moving across the frame."""
+    import av
+    from PIL import Image, ImageDraw
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(seconds * fps):
+            image = Image.new("RGB", size, (20, 30, 60))
+            x = 4 + i * (size[0] - 24) // (seconds * fps)
+            ImageDraw.Draw(image).rectangle([x, 20, x + 16, 36], fill=(240, 200, 40))
+            container.mux(stream.encode(av.VideoFrame.from_image(image)))
+        container.mux(stream.encode())
+    return path
