@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,3 +46,23 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, real_tokenizer_pat
     from ixc_app.engines.native.tiny import write_tiny_checkpoint
 
     return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoint", real_tokenizer_path)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_checkpoint: Path) -> Iterator[Any]:
+    """A native engine on the tiny checkpoint, shared by one test module's app."""
+    from ixc_app.engines.native.engine import NativeEngine
+
+    engine = NativeEngine.from_pretrained(tiny_checkpoint, is_demo_model=True)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, engine: Any) -> Iterator[Any]:
+    """The real app launched in-process on the tiny checkpoint (see app_harness.py)."""
+    from app_harness import app_settings, start_app
+
+    running = start_app(app_settings(tmp_path_factory.mktemp("app"), tiny_checkpoint), engine)
+    yield running
+    running.close()

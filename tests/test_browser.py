@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from app_harness import RunningApp, app_settings, start_app, write_png
+from app_harness import RunningApp, write_png
 
 pytestmark = pytest.mark.browser
 
@@ -40,22 +41,6 @@ def _require_chromium() -> None:
     if os.environ.get("CI") or os.environ.get("IXC_REQUIRE_SHARED") == "1":
         pytest.fail(reason, pytrace=False)
     pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def engine(tiny_checkpoint: Path) -> Iterator[Any]:
-    from ixc_app.engines.native.engine import NativeEngine
-
-    engine = NativeEngine.from_pretrained(tiny_checkpoint, is_demo_model=True)
-    yield engine
-    engine.close()
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, engine: Any) -> Iterator[RunningApp]:
-    running = start_app(app_settings(tmp_path_factory.mktemp("app"), tiny_checkpoint), engine)
-    yield running
-    running.close()
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +148,10 @@ def test_chat_in_the_browser(app: RunningApp, engine: Any, browser: Any, tmp_pat
         return len(seen) >= 3
 
     wait_until(answer_grew, "the answer has streamed in three pieces")
-    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(seen))
+    # The demo model's noise can hold Markdown that renders differently once closed (`*a` -> `*a*`), so
+    # the rendered pieces are compared by their word characters only.
+    words = [re.sub(r"\W", "", text) for text in seen]
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(words))
     shot(page, "2-streaming")
 
     # Stop: the engine stops decoding, and the answer says it was stopped.

@@ -35,22 +35,6 @@ API_PARAMETERS = [
 
 
 @pytest.fixture(scope="module")
-def engine(tiny_checkpoint: Path) -> Iterator[Any]:
-    from ixc_app.engines.native.engine import NativeEngine
-
-    engine = NativeEngine.from_pretrained(tiny_checkpoint, is_demo_model=True)
-    yield engine
-    engine.close()
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, engine: Any) -> Iterator[RunningApp]:
-    running = start_app(app_settings(tmp_path_factory.mktemp("app"), tiny_checkpoint), engine)
-    yield running
-    running.close()
-
-
-@pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("media")
     return {
