@@ -12,7 +12,6 @@ padding is written as its known normalised value.
 from __future__ import annotations
 
 import itertools
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
@@ -22,6 +21,7 @@ import torch
 from PIL import Image
 
 from ixc_app.ixc.grid import HDGrid, HDVariant, hd_grid, image_token_count
+from ixc_app.ixc.parallel import usable_cpus
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -125,8 +125,7 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def _workers() -> int:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(4, cpus))
+    return max(1, min(4, usable_cpus()))
 
 
 def _cuts(length: int, work: int) -> list[int]:

@@ -22,6 +22,7 @@ import av
 from PIL import Image, ImageDraw, ImageFont
 
 from ixc_app.ixc.grid import CROP
+from ixc_app.ixc.parallel import usable_cpus
 
 DEFAULT_MAX_FRAMES = 32
 FRAME_LONG_SIDE = 2 * CROP  # every sampled frame is resized so its long side is 1120
@@ -428,12 +429,6 @@ def _decode_chains(
     return _Decoded(kept, decoded)
 
 
-def _cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
 def _decode_by_seeking(path: str | os.PathLike, table: _FrameTable, indices: Sequence[int]) -> _Decoded:
     """Deal the chains out, in order, to one decoder per core with about equal frames to decode each.
 
@@ -442,7 +437,7 @@ def _decode_by_seeking(path: str | os.PathLike, table: _FrameTable, indices: Seq
     (one long GOP) gets one decoder with frame threads, which is what they are good at.
     """
     chains = _chains(table, indices)
-    workers = max(1, min(_cores(), _MAX_DECODERS, len(chains)))
+    workers = max(1, min(usable_cpus(), _MAX_DECODERS, len(chains)))
     if workers == 1:
         return _decode_chains(path, table, [run for run, _ in chains], "AUTO")
     share = sum(cost for _, cost in chains) / workers
