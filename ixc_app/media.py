@@ -31,7 +31,6 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ixc_app.ixc.prompt import ImageRef
 from ixc_app.ixc.video import VideoInfo, probe_video
 
 MediaKind = Literal["image", "video"]
@@ -53,6 +52,12 @@ _BOMB_PIXELS_PER_BYTE = 1024
 _HIGH_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _NON_VIDEO_BRANDS = (b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
 _ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+
+# Pillow's own guard would refuse (as a "decompression bomb") images over about 179 megapixels, and warn over
+# about 89, whatever --max-image-pixels allows. Every image here comes through `inspect_media`, which checks
+# the header's pixel count against the app's limit and against the file's size before any pixel is decoded,
+# so the process-wide guard is switched off rather than set from one caller's limits.
+Image.MAX_IMAGE_PIXELS = None
 
 
 class MediaRejected(ValueError):
@@ -121,6 +126,15 @@ class ImageTooLarge(MediaRejected):
         )
 
 
+class VideoTooLarge(MediaRejected):
+    def __init__(self, name: str, width: int, height: int, max_pixels: int) -> None:
+        super().__init__(
+            name,
+            f"'{name}' has {width}x{height}-pixel frames ({_megapixels(width * height)} megapixels), over "
+            f"the {_megapixels(max_pixels)}-megapixel limit; scale the video down and upload it again.",
+        )
+
+
 class UnreadableVideo(MediaRejected):
     def __init__(self, name: str) -> None:
         super().__init__(
@@ -160,12 +174,13 @@ def _megapixels(pixels: int) -> str:
 
 @dataclass(frozen=True)
 class MediaLimits:
-    """What an upload may be. The app's settings build this; the defaults suit a single-GPU server."""
+    """What an upload may be: built from the app's `config.Limits` (`chat.ingest.media_limits`), which holds
+    the defaults, so this has none of its own. `max_pixels` bounds an image, and each frame of a video."""
 
-    max_image_bytes: int = 50 * 1024**2
-    max_video_bytes: int = 200 * 1024**2
-    max_pixels: int = 50_000_000
-    max_video_seconds: float = 600.0
+    max_image_bytes: int
+    max_video_bytes: int
+    max_pixels: int
+    max_video_seconds: float
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -208,22 +223,26 @@ def _precheck(path: Path, name: str, limits: MediaLimits) -> tuple[_Sniffed, int
     size = path.stat().st_size
     if size == 0:
         raise EmptyFile(name)
-    sniffed = _sniff(path, name, limits)
+    sniffed = _sniff(path, name)
     limit = limits.max_image_bytes if sniffed.kind == "image" else limits.max_video_bytes
     if size > limit:
         raise FileTooLarge(name, size, limit, sniffed.kind)
     return sniffed, size
 
 
-def _sniff(path: Path, name: str, limits: MediaLimits) -> _Sniffed:
+def _sniff(path: Path, name: str) -> _Sniffed:
+    """An image is what one of Pillow's openers accepts; a header an opener claims but then chokes on (BMP
+    with pixel depth 0, WebP its decoder refuses, ...) makes a damaged image, not an unknown file."""
     try:
         with Image.open(path, formats=IMAGE_FORMATS) as image:
             image_format = image.format or "image"
         return _Sniffed("image", image_format, _image_mime(image_format), _image_ext(image_format))
-    except Image.DecompressionBombError as exc:
-        raise DecompressionBomb(name, limits.max_pixels) from exc
     except UnidentifiedImageError:
         pass
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise CorruptImage(
+            name, "image", f"'{name}' is an image whose header is damaged; upload the original again."
+        ) from exc
     with path.open("rb") as f:
         head = f.read(_HEAD_BYTES)
     video = _video_container(head)
@@ -295,6 +314,8 @@ def _inspect_video(path: Path, name: str, sniffed: _Sniffed, limits: MediaLimits
         video = probe_video(path)
     except ValueError as exc:
         raise UnreadableVideo(name) from exc
+    if video.width * video.height > limits.max_pixels:
+        raise VideoTooLarge(name, video.width, video.height, limits.max_pixels)
     if video.duration_s > limits.max_video_seconds:
         raise VideoTooLong(name, video.duration_s, limits.max_video_seconds)
     return MediaInfo("video", video.container, sniffed.mime, sniffed.ext, video.width, video.height, video)
@@ -366,14 +387,20 @@ class MediaEntry:
 
 
 class MediaStore:
-    """Accepted media under `root`, one `<key><ext>` file plus a `<key>.json` index per item (sharded by the
-    key's first two hex digits). Writes go to a temporary file first and are renamed into place, so readers
-    never see half a file and two uploads of the same content just write the same bytes twice."""
+    """Accepted media: one `<key><ext>` file per item under `root`, and its `<key>.json` index under
+    `private_root/index` (both sharded by the key's first two hex digits). `root` is served to browsers and
+    holds nothing else: the indexes (original file names) and the uploads still being validated
+    (`private_root/incoming`) stay in `private_root`, by default the sibling folder `<root>-private`. Writes
+    go to a temporary file first and are renamed into place, so readers never see half a file and two
+    uploads of the same content just write the same bytes twice."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, private_root: Path | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._incoming = self.root / ".incoming"
+        private = Path(private_root) if private_root else self.root.with_name(self.root.name + "-private")
+        self._index_root = private / "index"
+        self._index_root.mkdir(parents=True, exist_ok=True)
+        self._incoming = private / "incoming"
         self._incoming.mkdir(exist_ok=True)
         self._sweep_incoming()
         self._lock = threading.Lock()
@@ -477,22 +504,10 @@ class MediaStore:
             self._write_index(updated)
         return stored
 
-    def to_image_ref(self, stored: StoredMedia) -> ImageRef:
-        """What the template and engines get: the image itself, or for a video its frame strip."""
-        if stored.kind == "image":
-            return ImageRef(key=stored.key, path=str(stored.path), width=stored.width, height=stored.height)
-        strip_key = stored.derived.get(VIDEO_STRIP)
-        strip = self.get(strip_key) if strip_key else None
-        if strip is None:
-            raise MediaNotFound(strip_key or stored.key)
-        return ImageRef(
-            key=strip.key, path=str(strip.path), width=strip.width, height=strip.height, is_video=True
-        )
-
     def entries(self) -> list[MediaEntry]:
         """Every stored item with its bytes on disk (file and index) and when it was last stored."""
         entries = []
-        for index in self.root.glob("??/*.json"):
+        for index in self._index_root.glob("??/*.json"):
             key = index.stem
             stored = self.get(key)
             if stored is None:
@@ -545,7 +560,7 @@ class MediaStore:
         return self.root / key[:2] / f"{key}{ext}"
 
     def _index_path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.json"
+        return self._index_root / key[:2] / f"{key}.json"
 
     def _write_index(self, stored: StoredMedia) -> None:
         data: dict[str, Any] = {
@@ -562,6 +577,7 @@ class MediaStore:
             "stored_at": time.time(),
         }
         index = self._index_path(stored.key)
+        index.parent.mkdir(exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=index.parent, suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, ensure_ascii=False)

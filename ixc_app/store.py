@@ -2,8 +2,9 @@
 
 Conversations live in a diskcache (SQLite index + files, safe across threads and processes) as JSON, keyed by
 (owner, id): a lookup always names the owner, so one owner can never list or open another's conversation, and
-a wrong owner looks exactly like a missing id. Media are the content-addressed files of `MediaStore`; the data
-dir is kept under a size bound by deleting, oldest first, media that no conversation refers to any more.
+a wrong owner looks exactly like a missing id. Media are the content-addressed files of `MediaStore`: deleting
+a conversation deletes the media no other conversation refers to, and the data dir is kept under a size bound
+by deleting, oldest first, media that no conversation refers to any more.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import diskcache
 
 from ixc_app.chat.conversation import Conversation, rename
 from ixc_app.config import Settings
-from ixc_app.media import MediaStore
+from ixc_app.media import MediaEntry, MediaStore
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ class Store:
     """Conversations by (owner, id), and the media they refer to.
 
     `max_bytes` bounds conversations plus media. Media saved in the last `grace_s` seconds are never evicted,
-    so a file uploaded for a message that is not stored yet cannot vanish under it.
+    neither by the bound nor by deleting a conversation, so a file uploaded for a message that is not stored
+    yet cannot vanish under it.
     """
 
     def __init__(
@@ -104,14 +106,23 @@ class Store:
         if conv.media_keys - old_keys:
             self.enforce_size_bound()
 
-    def delete(self, owner: str, conversation_id: str) -> bool:
-        """Remove the conversation; its media stay until the size bound evicts them. False if not found."""
+    def delete(self, owner: str, conversation_id: str, now: float | None = None) -> bool:
+        """Remove the conversation and the media only it referred to, so a deleted chat's pictures are no
+        longer stored or served. False if not found."""
         with self._cache.transact():
-            found = self._cache.delete((_CONV, owner, conversation_id))
+            raw = self._cache.pop((_CONV, owner, conversation_id))
             index = self._cache.get((_INDEX, owner), {})
             if index.pop(conversation_id, None) is not None:
                 self._cache.set((_INDEX, owner), index)
-        return bool(found)
+        if raw is None:
+            return False
+        keys = Conversation.from_dict(json.loads(raw)).media_keys
+        referenced = self.referenced_media()
+        now = time.time() if now is None else now
+        for entry in self.media.entries():
+            if entry.key in keys and self._evictable(entry, referenced, now):
+                self.media.delete(entry.key)
+        return True
 
     def rename(self, owner: str, conversation_id: str, title: str) -> Conversation:
         conv = self.get(owner, conversation_id)
@@ -144,7 +155,7 @@ class Store:
             for entry in sorted(self.media.entries(), key=lambda e: e.mtime):
                 if size <= self.max_bytes:
                     break
-                if entry.key in referenced or now - entry.mtime < self.grace_s:
+                if not self._evictable(entry, referenced, now):
                     continue
                 self.media.delete(entry.key)
                 size -= entry.size
@@ -158,3 +169,6 @@ class Store:
         if evicted:
             log.info("evicted %d unreferenced media files (%d -> %d bytes)", len(evicted), before, size)
         return EvictionReport(bytes_before=before, bytes_after=size, evicted=tuple(evicted))
+
+    def _evictable(self, entry: MediaEntry, referenced: frozenset[str], now: float) -> bool:
+        return entry.key not in referenced and now - entry.mtime >= self.grace_s

@@ -28,6 +28,7 @@ from ixc_app.chat import (
     to_request,
     undo,
 )
+from ixc_app.chat.request import image_ref
 from ixc_app.engines.base import Finished, GenerationParams
 from ixc_app.ixc.budget import ContextBudgetExceeded
 from ixc_app.ixc.template import CHAT_META
@@ -257,6 +258,20 @@ def test_a_video_reaches_the_engine_as_its_strip(tokenizer: Tokenizer) -> None:
         3920,
         True,
     )
+
+
+def test_image_ref_is_the_image_or_the_videos_strip() -> None:
+    ref = image_ref(IMAGE, media_path)
+    assert (ref.key, ref.path, ref.width, ref.height, ref.is_video) == (
+        IMAGE.key,
+        media_path(IMAGE.key),
+        448,
+        448,
+        False,
+    )
+    assert image_ref(VIDEO, media_path).key == VIDEO.strip_key
+    with pytest.raises(ConversationError, match="no frame strip; attach it again"):
+        image_ref(replace(VIDEO, strip_key=None), media_path)
 
 
 def file_part(content: list, index: int) -> dict:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -14,6 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ixc_app.chat.ingest import media_limits
+from ixc_app.config import Limits
 from ixc_app.media import (
     VIDEO_STRIP,
     CorruptImage,
@@ -28,12 +32,17 @@ from ixc_app.media import (
     NotMedia,
     TruncatedImage,
     UnreadableVideo,
+    VideoTooLarge,
     VideoTooLong,
     inspect_media,
     load_rgb,
 )
 
-LIMITS = MediaLimits()
+LIMITS = media_limits(Limits())
+
+
+def _limits(**changes: float) -> MediaLimits:
+    return dataclasses.replace(LIMITS, **changes)
 
 
 @pytest.fixture
@@ -56,12 +65,14 @@ def _png_chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
-def _png_header_only(width: int, height: int, idat: bytes = b"") -> bytes:
-    """A PNG that declares `width` x `height` but holds (almost) no pixel data: no pixels are allocated."""
+def _png_header_only(width: int, height: int, idat: bytes = b"", padding: int = 0) -> bytes:
+    """A PNG that declares `width` x `height` but holds (almost) no pixel data: no pixels are allocated.
+    `padding` bytes of a private ancillary chunk make the file as big as real pixels of that size can be."""
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"
         + _png_chunk(b"IHDR", header)
+        + (_png_chunk(b"prVt", bytes(padding)) if padding else b"")
         + _png_chunk(b"IDAT", idat or zlib.compress(b""))
         + _png_chunk(b"IEND", b"")
     )
@@ -92,7 +103,7 @@ def _audio_only_file(path: Path) -> Path:
 
 
 def _data_files(store: MediaStore) -> list[Path]:
-    return [p for p in store.root.glob("??/*") if p.suffix != ".json"]
+    return [p for p in store.root.rglob("*") if p.is_file()]
 
 
 # accepted images and the store
@@ -113,7 +124,7 @@ def test_png_is_stored_under_its_sha256_once(tmp_path: Path, store: MediaStore) 
     assert stored.path.suffix == ".png"
     again = store.add(path, "same-photo-other-name.png", LIMITS)
     assert again.key == stored.key and again.name == "chart.png"
-    assert _data_files(store) == [stored.path]
+    assert _data_files(store) == [stored.path]  # the served folder holds the media files and nothing else
     assert MediaStore(store.root).get(stored.key) == stored  # the index survives a restart
     assert np.array_equal(np.asarray(store.load_image(stored.key)), np.asarray(_noise(40, 30)))
 
@@ -138,7 +149,7 @@ def test_format_comes_from_content_not_name(tmp_path: Path, store: MediaStore) -
 
 def test_entries_path_and_delete(tmp_path: Path, store: MediaStore) -> None:
     stored = store.add(_image_file(tmp_path, "a.png", _noise(8, 8), "PNG"), "a.png", LIMITS)
-    index_size = (stored.path.parent / f"{stored.key}.json").stat().st_size
+    index_size = (tmp_path / "media-private" / "index" / stored.key[:2] / f"{stored.key}.json").stat().st_size
     (entry,) = store.entries()
     assert (entry.key, entry.size) == (stored.key, stored.size + index_size)
     assert store.total_bytes() == entry.size
@@ -151,18 +162,6 @@ def test_entries_path_and_delete(tmp_path: Path, store: MediaStore) -> None:
     assert not store.delete(stored.key)
 
 
-def test_image_ref_of_an_image(tmp_path: Path, store: MediaStore) -> None:
-    stored = store.add(_image_file(tmp_path, "a.jpg", _noise(50, 20), "JPEG"), "a.jpg", LIMITS)
-    ref = store.to_image_ref(stored)
-    assert (ref.key, ref.path, ref.width, ref.height, ref.is_video) == (
-        stored.key,
-        str(stored.path),
-        50,
-        20,
-        False,
-    )
-
-
 # videos
 
 
@@ -171,8 +170,6 @@ def test_video_is_probed_and_its_strip_is_what_the_model_sees(tmp_path: Path, st
     assert (stored.kind, stored.mime, stored.width, stored.height) == ("video", "video/mp4", 64, 48)
     assert stored.video is not None
     assert (stored.video.duration_s, stored.video.fps, stored.video.frame_count) == (2.0, 2.0, 4)
-    with pytest.raises(MediaNotFound):
-        store.to_image_ref(stored)
     with pytest.raises(ValueError, match="is a video"):
         store.load_image(stored.key)
     strip = Image.new("RGB", (560, 1120), (10, 20, 30))
@@ -185,8 +182,7 @@ def test_video_is_probed_and_its_strip_is_what_the_model_sees(tmp_path: Path, st
     )
     assert derived.key == hashlib.sha256(derived.path.read_bytes()).hexdigest()
     assert np.array_equal(np.asarray(store.load_image(derived.key)), np.asarray(strip))
-    ref = store.to_image_ref(store.get(stored.key))  # type: ignore[arg-type]
-    assert (ref.key, ref.width, ref.height, ref.is_video) == (derived.key, 560, 1120, True)
+    assert store.get(stored.key).derived == {VIDEO_STRIP: derived.key}  # type: ignore[union-attr]
     assert MediaStore(store.root).get(stored.key).derived == {VIDEO_STRIP: derived.key}  # type: ignore[union-attr]
 
 
@@ -217,19 +213,31 @@ def test_unreadable_video(tmp_path: Path, store: MediaStore, what: str) -> None:
 def test_over_long_video(tmp_path: Path, store: MediaStore) -> None:
     path = _video_file(tmp_path / "long.mp4", seconds=3)
     with pytest.raises(VideoTooLong) as err:
-        store.add(path, "long.mp4", MediaLimits(max_video_seconds=2))
+        store.add(path, "long.mp4", _limits(max_video_seconds=2))
     assert (
         str(err.value)
         == "'long.mp4' is 3 seconds long, over the 2-second limit; trim it and upload it again."
     )
-    assert store.add(path, "long.mp4", MediaLimits(max_video_seconds=3)).video.duration_s == 3.0  # type: ignore[union-attr]
+    assert store.add(path, "long.mp4", _limits(max_video_seconds=3)).video.duration_s == 3.0  # type: ignore[union-attr]
+
+
+def test_video_frames_over_the_pixel_limit(tmp_path: Path, store: MediaStore) -> None:
+    path = _video_file(tmp_path / "wide.mp4", seconds=1, size=(96, 64))
+    with pytest.raises(VideoTooLarge) as err:
+        store.add(path, "wide.mp4", _limits(max_pixels=96 * 64 - 1))
+    assert str(err.value) == (
+        "'wide.mp4' has 96x64-pixel frames (0.00614 megapixels), over the 0.00614-megapixel limit; scale the "
+        "video down and upload it again."
+    )
+    assert _data_files(store) == []
+    assert store.add(path, "wide.mp4", _limits(max_pixels=96 * 64)).kind == "video"
 
 
 def test_over_size_video(tmp_path: Path, store: MediaStore) -> None:
     path = tmp_path / "clip.webm"
     path.write_bytes(b"\x1a\x45\xdf\xa3" + b"\x00" * 3 * 1024**2)
     with pytest.raises(FileTooLarge) as err:
-        store.add(path, "clip.webm", MediaLimits(max_video_bytes=2 * 1024**2))
+        store.add(path, "clip.webm", _limits(max_video_bytes=2 * 1024**2))
     assert str(err.value) == "'clip.webm' is 3 MB, over the 2 MB limit for videos; upload a smaller file."
 
 
@@ -273,6 +281,35 @@ def test_corrupt_image(tmp_path: Path, store: MediaStore) -> None:
     assert _data_files(store) == []
 
 
+def _bmp_with_depth_zero() -> bytes:
+    buffer = io.BytesIO()
+    _noise(4, 4).save(buffer, "BMP")
+    data = bytearray(buffer.getvalue())
+    data[28:30] = struct.pack("<H", 0)  # bits per pixel
+    return bytes(data)
+
+
+def _webp_with_zeroed_bitstream() -> bytes:
+    buffer = io.BytesIO()
+    _noise(4, 4).save(buffer, "WEBP")
+    data = buffer.getvalue()
+    return data[:20] + bytes(len(data) - 20)
+
+
+@pytest.mark.parametrize(
+    ("name", "make"), [("photo.bmp", _bmp_with_depth_zero), ("photo.webp", _webp_with_zeroed_bitstream)]
+)
+def test_damaged_image_header(
+    tmp_path: Path, store: MediaStore, name: str, make: Callable[[], bytes]
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(make())
+    with pytest.raises(CorruptImage) as err:
+        store.add(path, name, LIMITS)
+    assert str(err.value) == f"'{name}' is an image whose header is damaged; upload the original again."
+    assert _data_files(store) == []
+
+
 def test_truncated_jpeg(tmp_path: Path, store: MediaStore) -> None:
     whole = _image_file(tmp_path, "whole.jpg", _noise(64, 64), "JPEG").read_bytes()
     path = tmp_path / "photo.jpg"
@@ -302,9 +339,23 @@ def test_over_pixel_limit_is_refused_from_the_header(tmp_path: Path, store: Medi
     path = tmp_path / "big.png"
     path.write_bytes(_png_header_only(200, 100, idat=os.urandom(4096)))
     with pytest.raises(ImageTooLarge) as err:
-        store.add(path, "big.png", MediaLimits(max_pixels=10_000))
+        store.add(path, "big.png", _limits(max_pixels=10_000))
     assert str(err.value) == (
         "'big.png' is 200x100 pixels (0.02 megapixels), over the 0.01-megapixel limit; scale it down and "
+        "upload it again."
+    )
+
+
+def test_pixel_limit_is_the_apps_not_pillows(tmp_path: Path, store: MediaStore) -> None:
+    # 13,500 x 13,500 = 182 megapixels: Pillow alone refuses this as a bomb and warns from 89 megapixels.
+    # Padded to a size real pixels could fit in, the file is judged only by the app's limit, from its header.
+    side = 13_500
+    path = tmp_path / "scan.png"
+    path.write_bytes(_png_header_only(side, side, idat=os.urandom(64), padding=side * side // 1024))
+    with pytest.raises(ImageTooLarge) as err:
+        store.add(path, "scan.png", _limits(max_pixels=150_000_000))
+    assert str(err.value) == (
+        "'scan.png' is 13500x13500 pixels (182 megapixels), over the 150-megapixel limit; scale it down and "
         "upload it again."
     )
 
@@ -312,7 +363,7 @@ def test_over_pixel_limit_is_refused_from_the_header(tmp_path: Path, store: Medi
 def test_over_size_image(tmp_path: Path, store: MediaStore) -> None:
     path = _image_file(tmp_path, "photo.bmp", _noise(100, 100), "BMP")  # 54 + 100*100*3 = 30054 bytes
     with pytest.raises(FileTooLarge) as err:
-        store.add(path, "photo.bmp", MediaLimits(max_image_bytes=20 * 1024))
+        store.add(path, "photo.bmp", _limits(max_image_bytes=20 * 1024))
     assert str(err.value) == "'photo.bmp' is 29.3 KB, over the 20 KB limit for images; upload a smaller file."
 
 
@@ -323,7 +374,7 @@ def test_rejections_are_value_errors_with_the_name() -> None:
 
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_pixels must be positive"):
-        MediaLimits(max_pixels=0)
+        _limits(max_pixels=0)
 
 
 # conversion to what the model sees
@@ -394,7 +445,7 @@ def test_exif_rotation_is_applied(tmp_path: Path, store: MediaStore) -> None:
 
 def test_leftovers_of_interrupted_uploads_are_swept(tmp_path: Path) -> None:
     MediaStore(tmp_path / "media")
-    incoming = tmp_path / "media" / ".incoming"
+    incoming = tmp_path / "media-private" / "incoming"
     old, young = incoming / "old", incoming / "young"
     old.write_bytes(b"x")
     young.write_bytes(b"y")

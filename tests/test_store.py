@@ -148,15 +148,31 @@ def test_size_bound_keeps_referenced_and_recent_media_even_when_over(tmp_path: P
         assert store.media.get(fresh.key) is not None
 
 
-def test_deleting_a_conversation_frees_its_media_for_eviction(tmp_path: Path) -> None:
-    with open_store(tmp_path) as store:
-        item = ingest_upload(store.media, noise_png(tmp_path / "a.png", 3), LIMITS)
-        conv = answered(new_conversation(ALICE), "q", (item,))
-        store.put(conv)
-        store.max_bytes = 1
-        assert store.enforce_size_bound().evicted == ()
-        store.delete(ALICE, conv.id)
-        assert store.enforce_size_bound().evicted == (item.key,)
+def test_deleting_a_conversation_deletes_the_media_only_it_used(tmp_path: Path) -> None:
+    now = 1_000_000.0
+    with open_store(tmp_path, grace_s=3600.0) as store:
+        shared = ingest_upload(store.media, noise_png(tmp_path / "shared.png", 1), LIMITS)
+        own = ingest_upload(store.media, noise_png(tmp_path / "own.png", 2), LIMITS)
+        video = ingest_upload(store.media, h264_clip(tmp_path / "clip.mp4"), LIMITS)
+        fresh = ingest_upload(store.media, noise_png(tmp_path / "fresh.png", 3), LIMITS)
+        for key in (*shared.keys, *own.keys, *video.keys, *fresh.keys):
+            path = store.media.path(key)
+            age = 60.0 if key == fresh.key else DAY
+            os.utime(path, (path.stat().st_atime, now - age))
+        alices = answered(new_conversation(ALICE), "q", (shared, own, video, fresh))
+        bobs = answered(new_conversation(BOB), "q", (shared,))
+        store.put(alices)
+        store.put(bobs)
+        gone = [store.media.path(key) for key in (*own.keys, *video.keys)]
+        assert len(gone) == 3  # the image, the video and its frame strip
+
+        assert store.delete(ALICE, alices.id, now=now)
+
+        assert not any(path.exists() for path in gone)
+        assert all(store.media.get(key) is None for key in (*own.keys, *video.keys))
+        assert store.media.path(shared.key).is_file()  # Bob's conversation still shows it
+        assert store.media.path(fresh.key).is_file()  # just uploaded: may be on its way into a new message
+        assert not store.delete(ALICE, alices.id, now=now)
 
 
 def test_putting_new_media_applies_the_bound(tmp_path: Path) -> None:
@@ -176,6 +192,9 @@ def test_from_settings_uses_the_data_dir(tmp_path: Path) -> None:
         item = ingest_upload(store.media, noise_png(tmp_path / "c.png", 6), LIMITS)
         assert store.media.path(item.key).is_relative_to(tmp_path / "media")
     assert (tmp_path / "store").is_dir()
+    # only media files are in the folder the browser may read; their indexes are beside it
+    assert [p.suffix for p in (tmp_path / "media").rglob("*") if p.is_file()] == [".png"]
+    assert (tmp_path / "media-private" / "index" / item.key[:2] / f"{item.key}.json").is_file()
 
 
 def mpeg4_mkv(path: Path, seconds: int = 2, fps: int = 5) -> Path:
