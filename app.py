@@ -76,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", exc)
         return 1
     store = Store.from_settings(settings)
-    # `docker stop` and service managers send SIGTERM: shut down as on Ctrl+C, closing the store and engine.
+    # `docker stop` and service managers send SIGTERM: shut down as on Ctrl+C, the engine first (it ends the
+    # streams, which save their answers), then the store.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         from ixc_app.ui import build_app, launch
@@ -84,8 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.info("serving on http://%s:%d", settings.host, settings.port)
         launch(build_app(settings, engine, store), settings)
     finally:
-        store.close()
         engine.close()
+        store.close()
         log.info("stopped")
     return 0
 

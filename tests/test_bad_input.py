@@ -90,10 +90,12 @@ def assert_refused(
 ) -> None:
     handle = chat(app, "Hello.", [])
     before = messages(app, handle)
+    steps = app.engine.steps_run
     with pytest.raises(AppError) as refused:
         chat(app, message, files, handle, **settings)
     assert expected in str(refused.value)
     assert messages(app, handle) == before, "a refused message must leave the conversation as it was"
+    assert app.engine.steps_run == steps, "a refused message must be refused before the engine runs"
     chat(app, "Still there?", [write_png(folder / "fine.png", (90, 90, 200))], handle)
     assert [role for role, _ in messages(app, handle)] == ["user", "assistant"] * 2
 
@@ -187,3 +189,16 @@ def test_upload_over_the_size_limit(app: RunningApp, folder: Path) -> None:
     with pytest.raises(ValueError, match="exceeds the maximum file size"):
         chat(app, "Too big?", [big])
     assert messages(app, chat(app, "Still there?", []))[-1][0] == "assistant"
+
+
+def test_typed_image_placeholders_are_plain_text_to_the_app(app: RunningApp, folder: Path) -> None:
+    image = write_png(folder / "pic.png", (200, 60, 60))
+    handle = chat(app, "What is <ImageHere> here? Image1 <ImageHere><ImageHere>", [image])
+    handle = chat(app, "And <ImageHere> now?", [], handle)
+    conv = app.store.get(*parse_handle(handle))
+    assert conv is not None
+    assert [(m.role, m.text) for m in conv.messages[::2]] == [
+        ("user", "What is  here? Image1 "),
+        ("user", "And  now?"),
+    ]
+    assert all(m.finish in ("stop", "length") and m.error is None for m in conv.messages[1::2])

@@ -241,3 +241,17 @@ def test_an_engine_failure_is_one_sentence_and_the_conversation_survives(
         assert [m.text for m in conv.messages][-2:] == ["Second try", "Half an answer, then all of it."]
     finally:
         running.close()
+
+
+def test_stop_cancels_answers_but_never_the_upload_step(app: RunningApp) -> None:
+    """The upload step is not a generator: cancelling it would save a message whose answer never starts."""
+    config = app.demo.get_config_file()
+    names = {fn_id: getattr(block_fn.fn, "__name__", None) for fn_id, block_fn in app.demo.fns.items()}
+    cancelled_by_stop = {
+        fn_id
+        for d in config["dependencies"]
+        if any(event == "stop" for _, event in d["targets"])
+        for fn_id in d["cancels"]
+    }
+    answers = {i for i, name in names.items() if name == "answer"}
+    assert answers and cancelled_by_stop == answers

@@ -47,7 +47,7 @@ def build_app(settings: Settings, engine: Engine, store: Store) -> gr.Blocks:
     examples = chat_examples(ensure_samples(samples_folder(settings.data_dir)))
     handlers = ChatHandlers(service, examples)
     with gr.Blocks(title="IXC-2.5 Studio", delete_cache=UPLOAD_CACHE_SWEEP, analytics_enabled=False) as demo:
-        header(settings, engine.capabilities.is_demo_model)
+        header(engine.capabilities.is_demo_model)
         with gr.Tabs(), gr.Tab("Chat", id="chat"):
             view = chat_tab(settings, service.default_settings(), examples)
         wire_chat(demo, view, handlers, ChatApi(service), engine.capabilities.max_concurrency)

@@ -4,8 +4,12 @@ Sending is three steps: `validate` (no queue: text length, file counts), `ingest
 group, with progress while a video is decoded: content sniffing, pixel and duration limits, the context
 budget), then `answer` (queued in the one engine group, sized from the engine's capability). Every limit
 is therefore checked before a request waits for the engine. Retry, edit and the examples feed the same
-`answer` step; Stop cancels whichever is running and the answer's `finally` stops the engine. Cheap UI events
-skip the queue, and every internal event is private, so the only public API is `/chat`.
+`answer` step. Stop appears once the message is stored and cancels the answer, whose `finally` stops the
+engine; `ingest` is not a generator Gradio could stop, so Stop leaves it to finish (it saves the message or
+refuses it) rather than strand a message with no answer. Leaving the conversation (new, switch, delete,
+clear) cancels both. `/chat` does its checks, decoding and answer in a group of its own, so it never holds an
+engine slot while it decodes a video; the engine runner bounds the answers themselves. Cheap UI events skip
+the queue, and every internal event is private, so the only public API is `/chat`.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ixc_app.ui.layout import ChatView
 ENGINE_GROUP = "engine"
 MEDIA_GROUP = "media"
 MEDIA_CONCURRENCY = 2
+API_GROUP = "api"
 PRIVATE = "private"
 
 
@@ -51,7 +56,8 @@ def wire_chat(
         )
         return answered
 
-    def send(validated: Dependency) -> list[Dependency]:
+    def send(validated: Dependency) -> tuple[Dependency, Dependency]:
+        """The ingest step and the answer after it."""
         ingested = validated.success(
             handlers.ingest,
             [view.textbox, view.browser, *settings],
@@ -64,28 +70,28 @@ def wire_chat(
         )
         ingested.failure(handlers.unlock, None, [view.textbox], **quick)
         ingested.success(handlers.conversation_list, [view.browser], [view.conversations], **quick)
-        return [ingested, answer_then_settle(ingested)]
+        return ingested, answer_then_settle(ingested)
 
     demo.load(handlers.load, [view.browser], view_outputs, **quick)
 
-    running = send(
-        view.textbox.submit(handlers.validate, [view.textbox, view.browser], [view.textbox], **quick)
-    )
     from_example = view.chatbot.example_select(handlers.example, None, [view.textbox], **quick)
-    running += send(
-        from_example.success(handlers.validate, [view.textbox, view.browser], [view.textbox], **quick)
-    )
-    running.append(
+    sent = [
+        send(view.textbox.submit(handlers.validate, [view.textbox, view.browser], [view.textbox], **quick)),
+        send(from_example.success(handlers.validate, [view.textbox, view.browser], [view.textbox], **quick)),
+    ]
+    answers = [answered for _, answered in sent]
+    answers.append(
         answer_then_settle(
             view.chatbot.retry(handlers.retry, [view.browser], [view.textbox, view.chatbot], **quick)
         )
     )
-    running.append(
+    answers.append(
         answer_then_settle(
             view.chatbot.edit(handlers.edit, [view.browser], [view.textbox, view.chatbot], **quick)
         )
     )
-    view.textbox.stop(None, None, None, cancels=running, **quick)
+    view.textbox.stop(None, None, None, cancels=answers, **quick)
+    running = [*(ingested for ingested, _ in sent), *answers]
 
     view.chatbot.undo(handlers.undo, [view.browser], [view.chatbot, view.textbox], **quick)
     view.chatbot.like(handlers.like, [view.browser], None, **quick)
@@ -106,7 +112,7 @@ def wire_chat(
         api_name="chat",
         api_description=API_DESCRIPTION,
         api_visibility="public",
-        concurrency_id=ENGINE_GROUP,
-        concurrency_limit=engine_concurrency,
+        concurrency_id=API_GROUP,
+        concurrency_limit=MEDIA_CONCURRENCY + engine_concurrency,
         show_progress="hidden",
     )

@@ -29,7 +29,7 @@ from ixc_app.chat import (
 from ixc_app.ixc.budget import ContextBudgetExceeded
 from ixc_app.ui.examples import Example
 from ixc_app.ui.identity import BrowserSession
-from ixc_app.ui.service import AnswerFailed, ChatService, Draft, UserFacingError
+from ixc_app.ui.service import AnswerFailed, ChatService, Draft, UserFacingError, user_text
 from ixc_app.ui.settings_form import form_values, settings_from_form
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,12 @@ def user_errors() -> Iterator[None]:
 def locked_textbox() -> gr.MultimodalTextbox:
     """The composer while an answer is on its way: no sending, a Stop button."""
     return gr.MultimodalTextbox(interactive=False, submit_btn=False, stop_btn=True)
+
+
+def busy_textbox() -> gr.MultimodalTextbox:
+    """The composer while the files are checked and stored: no sending and no Stop yet, since that step is
+    not a generator Gradio could stop and it must either save the message or refuse it."""
+    return gr.MultimodalTextbox(interactive=False, submit_btn=False, stop_btn=False)
 
 
 def unlocked_textbox() -> gr.MultimodalTextbox:
@@ -158,7 +164,7 @@ class ChatHandlers:
         draft = _draft(message)
         with user_errors():
             self.service.check_draft(draft, self._current(session))
-        return locked_textbox()
+        return busy_textbox()
 
     def ingest(
         self,
@@ -167,7 +173,8 @@ class ChatHandlers:
         *settings_values: Any,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way of asking for a progress tracker)
     ) -> tuple[Any, ...]:
-        """Validate and store the attachments (with progress while a video is decoded), then the message."""
+        """Validate and store the attachments (with progress while a video is decoded), then the message;
+        the composer then shows Stop, for the answer that follows."""
         session = browser_session(stored)
         draft = _draft(message)
         with user_errors():
@@ -178,7 +185,9 @@ class ChatHandlers:
             conv, _ = self.service.add_message(conv, draft.text, media)
         session = replace(session, conversation=conv.id)
         return (
-            gr.MultimodalTextbox(value={"text": "", "files": []}),
+            gr.MultimodalTextbox(
+                value={"text": "", "files": []}, interactive=False, submit_btn=False, stop_btn=True
+            ),
             self._chatbot(conv),
             session.to_value(),
         )
@@ -227,7 +236,7 @@ class ChatHandlers:
         conv = self._require_current(session)
         index = edit.index[0] if isinstance(edit.index, (list, tuple)) else edit.index
         with user_errors():
-            conv = edit_user_message(conv, index, str(edit.value))
+            conv = edit_user_message(conv, index, user_text(str(edit.value)))
         self.service.store.put(conv)
         return locked_textbox(), self._chatbot(conv)
 

@@ -85,7 +85,7 @@ class ChatView:
     api: ApiPorts
 
 
-def header(settings: Settings, is_demo_model: bool) -> None:
+def header(is_demo_model: bool) -> None:
     """The title, and for the random-weight demo model a banner that stays on every tab."""
     with gr.Row(elem_classes="app-header"):
         gr.Markdown(
@@ -94,15 +94,17 @@ def header(settings: Settings, is_demo_model: bool) -> None:
             "as you like."
         )
     if is_demo_model:
-        gr.Markdown(demo_banner_text(settings), elem_id="demo-banner")
+        gr.Markdown(demo_banner_text(), elem_id="demo-banner")
 
 
-def demo_banner_text(settings: Settings) -> str:
-    reason = f" because {settings.demo_reason}" if settings.demo_reason else ""
+def demo_banner_text() -> str:
+    """The same sentence for every visitor: why the demo model runs (it may name server paths) is logged at
+    startup, not shown in the page."""
     return (
-        "**Demo model: answers are random noise.** The app is running a tiny random-weight checkpoint"
-        f"{reason}. To chat with the real model, download `internlm/internlm-xcomposer2d5-7b` and start the "
-        "app with `python app.py --model PATH` (or set `IXC_MODEL=PATH`)."
+        "**Demo model: answers are random noise.** The app is running a tiny random-weight checkpoint "
+        "(the server log says why). To chat with the real model, download "
+        "`internlm/internlm-xcomposer2d5-7b` and start the app with `python app.py --model PATH` "
+        "(or set `IXC_MODEL=PATH`)."
     )
 
 
@@ -225,7 +227,7 @@ def chat_tab(settings: Settings, defaults: ChatSettings, examples: list[Example]
                 placeholder="Ask about your images or video…",
                 file_types=["image", "video"],
                 file_count="multiple",
-                max_plain_text_length=settings.limits.max_text_chars,
+                max_plain_text_length=settings.limits.max_text_chars + 1,
                 submit_btn=True,
                 stop_btn=False,
                 autofocus=True,

@@ -3,7 +3,8 @@
 No gradio here: handlers translate `UserFacingError`s into `gr.Error` at their edge. Every limit is checked
 before the engine is called, and the conversation is saved when an answer starts and again when it ends,
 however it ends (finished, stopped, failed), so a user's message is never lost and a failed answer can be
-retried.
+retried. The final save merges the answer into the conversation as stored then, so a Delete, Rename, Like,
+edit or undo made while the answer streamed is not undone by it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ixc_app.chat import (
 from ixc_app.config import Settings
 from ixc_app.engines.base import EngineCapabilities, EngineError, Finished
 from ixc_app.ixc.budget import ContextBudgetExceeded
+from ixc_app.ixc.prompt import IMAGE_PLACEHOLDER
 from ixc_app.ixc.tokenizer import Tokenizer
 from ixc_app.media import MediaNotFound, MediaRejected
 from ixc_app.store import ConversationNotFound, ConversationSummary, Store
@@ -114,7 +116,7 @@ class ChatService:
     def check_draft(self, draft: Draft, conv: Conversation | None) -> None:
         """The limits that need no file to be read: text length and how many files."""
         limits = self.limits
-        if not draft.text.strip() and not draft.files:
+        if not user_text(draft.text).strip() and not draft.files:
             raise InputRejected("The message is empty; type a question or attach an image or a video.")
         if len(draft.text) > limits.max_text_chars:
             raise InputRejected(
@@ -145,7 +147,7 @@ class ChatService:
         self, conv: Conversation, text: str, media: tuple[MediaItem, ...]
     ) -> tuple[Conversation, PreparedRequest]:
         """Append the user's message and save it, after checking that it fits the context budget."""
-        conv = add_user_message(conv, text, media)
+        conv = add_user_message(conv, user_text(text), media)
         prepared = self.prepare(conv)
         self.store.put(conv)
         return conv, prepared
@@ -193,7 +195,7 @@ class ChatService:
         finally:
             stream.close()
             final = _settle(append_answer(started, text), finished, error, prepared.dropped_messages)
-            self.store.put(final)
+            final = self._save_answer(started, final)
             log.info(
                 "conversation %s: answer %s, %d characters%s",
                 conv.id,
@@ -204,6 +206,35 @@ class ChatService:
         if error:
             raise AnswerFailed(error)
         yield final
+
+    def _save_answer(self, started: Conversation, answered: Conversation) -> Conversation:
+        """Put the answer into the conversation as stored now, keeping what changed while it streamed.
+
+        A deleted conversation stays deleted; a renamed or liked one keeps its title and feedback; one whose
+        messages were edited or undone meanwhile is left alone. Returns the conversation as it ends up.
+        """
+        stored = self.store.get(started.owner, started.id)
+        if stored is None or _turns(stored) != _turns(started):
+            return answered
+        answer = replace(answered.messages[-1], feedback=stored.messages[-1].feedback)
+        merged = replace(stored, messages=(*stored.messages[:-1], answer), updated=answered.updated)
+        self.store.put(merged)
+        return merged
+
+
+def _turns(conv: Conversation) -> list[tuple[str, str, tuple[MediaItem, ...]]]:
+    """What a conversation says, ignoring feedback and the text of the answer being streamed."""
+    turns = [(m.role, m.text, m.media) for m in conv.messages]
+    if turns and turns[-1][0] == "assistant":
+        turns[-1] = ("assistant", "", ())
+    return turns
+
+
+def user_text(text: str) -> str:
+    """The text a user typed, without `<ImageHere>`: in chat the app places the images, not the user."""
+    while IMAGE_PLACEHOLDER in text:
+        text = text.replace(IMAGE_PLACEHOLDER, "")
+    return text
 
 
 def _settle(conv: Conversation, finished: Finished | None, error: str | None, dropped: int) -> Conversation:

@@ -3,9 +3,11 @@
 Decoding runs on a few long-lived worker threads (as many as the engine can serve at once), so it never waits
 for Gradio to re-render the Chatbot between tokens and the number of live engine streams is bounded by the
 engine's own capability, not by Gradio's queue alone. The UI side wakes at most every `interval_s` with the
-text accumulated so far. When the consumer goes away (Stop, a closed tab, an error), the `finally` sets the
-engine's cancel event and returns at once: Gradio closes stopped generators on its event loop, which must not
-block on a decoding step; the engine stops within one step on its worker.
+text accumulated so far; while nothing arrives (a long prefill, a wait for a free worker) it yields the
+unchanged answer every `interval_s`, because Gradio can only close a generator at a yield and Stop must reach
+the engine before the first token too. When the consumer goes away (Stop, a closed tab, an error), the
+`finally` sets the engine's cancel event and returns at once: Gradio closes stopped generators on its event
+loop, which must not block on a decoding step; the engine stops within one step on its worker.
 """
 
 from __future__ import annotations
@@ -77,14 +79,15 @@ class EngineRunner:
 def _throttle(
     items: queue.SimpleQueue[Delta | Finished | BaseException | _End], interval_s: float
 ) -> Iterator[Snapshot]:
-    """Wait for the first item, then wake once per interval and take everything that arrived meanwhile.
+    """Wake once per interval and take everything that arrived meanwhile; with nothing yet, wait up to one
+    interval for the next item and yield the answer unchanged if none comes.
 
     Waking per token instead would make this thread contend with the decoding thread for the GIL on every
     token, which slows a fast engine down noticeably.
     """
     parts: list[str] = []
     finished: Finished | None = None
-    batch = [items.get()]
+    batch: list[Delta | Finished | BaseException | _End] = []
     while True:
         while True:
             try:
@@ -109,4 +112,16 @@ def _throttle(
             time.sleep(interval_s)
             batch = []
         else:
-            batch = [items.get()]
+            batch = list(_wait(items, interval_s))
+            if not batch:
+                yield Snapshot("".join(parts))
+
+
+def _wait(
+    items: queue.SimpleQueue[Delta | Finished | BaseException | _End], timeout_s: float
+) -> tuple[Delta | Finished | BaseException | _End, ...]:
+    """The next item, or nothing if none arrives within `timeout_s`."""
+    try:
+        return (items.get(timeout=timeout_s),)
+    except queue.Empty:
+        return ()

@@ -1,0 +1,129 @@
+"""`ChatService.answer` saves its answer into the conversation as stored when the answer ends, so what the
+user did while it streamed (delete, rename, like, edit) is kept; and chat text cannot place images itself."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from app_harness import app_settings
+
+from ixc_app.chat import (
+    ChatSettings,
+    Conversation,
+    PreparedRequest,
+    add_user_message,
+    edit_user_message,
+    new_conversation,
+    set_feedback,
+)
+from ixc_app.engines.base import Delta, EngineCapabilities, Finished, Request, StreamItem
+from ixc_app.ixc.prompt import Turn
+from ixc_app.store import Store
+from ixc_app.ui.service import ChatService, user_text
+from ixc_app.ui.streaming import EngineRunner
+
+OWNER = "owner-1"
+
+
+class GatedFakeEngine:
+    """A fake engine (tests only): streams "Hello", then waits for `release` before " world" and the end."""
+
+    capabilities = EngineCapabilities(name="gated-fake", context_length=4096)
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def stream(self, request: Request, cancel: threading.Event | None = None) -> Iterator[StreamItem]:
+        yield Delta("Hello")
+        self.release.wait(timeout=30)
+        yield Delta(" world")
+        yield Finished("stop", prompt_tokens=3, generated_tokens=2)
+
+    def close_session(self, session_id: str) -> None:
+        pass
+
+
+@pytest.fixture
+def engine() -> GatedFakeEngine:
+    return GatedFakeEngine()
+
+
+@pytest.fixture
+def service(tmp_path: Path, engine: GatedFakeEngine) -> Iterator[ChatService]:
+    settings = app_settings(tmp_path / "data", tmp_path / "no-checkpoint")
+    store = Store.from_settings(settings)
+    yield ChatService(settings, EngineRunner(engine), store, tokenizer=None)  # type: ignore[arg-type]
+    store.close()
+
+
+def asked(service: ChatService) -> Conversation:
+    conv = add_user_message(new_conversation(OWNER, ChatSettings()), "Hi there")
+    service.store.put(conv)
+    return conv
+
+
+def answer_midway(service: ChatService, conv: Conversation) -> Iterator[Conversation]:
+    """The answer stream, advanced to its first text (the engine then waits to be released)."""
+    prepared = PreparedRequest(Request(turns=(Turn("user", conv.messages[-1].text),)), 0, 3)
+    stream = service.answer(conv, prepared)
+    while not next(stream).messages[-1].text:
+        pass
+    return stream
+
+
+def test_a_conversation_deleted_while_answering_stays_deleted(
+    service: ChatService, engine: GatedFakeEngine
+) -> None:
+    conv = asked(service)
+    stream = answer_midway(service, conv)
+    assert service.delete(OWNER, conv.id)
+    engine.release.set()
+    list(stream)
+    assert service.store.get(OWNER, conv.id) is None
+    assert service.conversations(OWNER) == []
+
+
+def test_a_conversation_deleted_then_stopped_stays_deleted(service: ChatService) -> None:
+    conv = asked(service)
+    stream = answer_midway(service, conv)
+    service.delete(OWNER, conv.id)
+    stream.close()
+    assert service.store.get(OWNER, conv.id) is None
+
+
+def test_a_rename_and_a_like_made_while_answering_are_kept(
+    service: ChatService, engine: GatedFakeEngine
+) -> None:
+    conv = asked(service)
+    stream = answer_midway(service, conv)
+    service.store.rename(OWNER, conv.id, "Greetings")
+    liked = set_feedback(service.store.get(OWNER, conv.id), 1, "like")
+    service.store.put(liked)
+    engine.release.set()
+    list(stream)
+    saved = service.store.get(OWNER, conv.id)
+    assert saved is not None and saved.title == "Greetings"
+    assert [(m.role, m.text) for m in saved.messages] == [("user", "Hi there"), ("assistant", "Hello world")]
+    assert saved.messages[-1].feedback == "like" and saved.messages[-1].finish == "stop"
+    assert [s.title for s in service.conversations(OWNER)] == ["Greetings"]
+
+
+def test_an_edit_made_while_answering_is_not_overwritten(
+    service: ChatService, engine: GatedFakeEngine
+) -> None:
+    conv = asked(service)
+    stream = answer_midway(service, conv)
+    edited = edit_user_message(service.store.get(OWNER, conv.id), 0, "Something else")
+    service.store.put(edited)
+    engine.release.set()
+    list(stream)
+    saved = service.store.get(OWNER, conv.id)
+    assert saved is not None and [(m.role, m.text) for m in saved.messages] == [("user", "Something else")]
+
+
+def test_image_placeholders_typed_by_a_user_are_removed() -> None:
+    assert user_text("Is <ImageHere> red? <Image<ImageHere>Here>") == "Is  red? "
+    assert user_text("plain text") == "plain text"
