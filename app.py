@@ -33,6 +33,8 @@ def build_engine(settings: Settings, model_path: Path) -> Engine:
         device=settings.device,
         dtype=dtypes[settings.dtype],
         context_length=settings.limits.context_budget,
+        cache_budget_bytes=settings.kv_cache_budget_bytes,
+        feature_cache_bytes=settings.feature_cache_budget_bytes,
         is_demo_model=settings.is_demo_model,
     )
 

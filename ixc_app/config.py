@@ -28,12 +28,10 @@ TINY_MODEL = "tiny"
 DEFAULT_MODEL = "models/internlm-xcomposer2d5-7b"
 TINY_DIR_NAME = "tiny-checkpoint"
 SECRET_FILE_NAME = "browser-state-secret"
-WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
+DEFAULT_KV_CACHE_BUDGET = 4 * 1024**3
+"""KV caches kept between turns: two 16K-token conversations of the 7B model in fp16 (128 KiB per token)."""
+DEFAULT_FEATURE_CACHE_BUDGET = 1024**3
+"""Vision features kept by image: about fifteen 24-crop images of the 7B model in fp16."""
 
 
 class ConfigError(ValueError):
@@ -77,6 +75,8 @@ class Settings:
     hd_num_single: int = 24
     hd_num_multi: int = 6
     max_data_bytes: int = 10 * 1024**3
+    kv_cache_budget_bytes: int = DEFAULT_KV_CACHE_BUDGET
+    feature_cache_budget_bytes: int = DEFAULT_FEATURE_CACHE_BUDGET
     strict: bool = False
     log_level: str = "info"
     model_path: Path | None = None
@@ -314,6 +314,22 @@ OPTIONS: tuple[_Option, ...] = (
         "SIZE",
     ),
     _Option(
+        "--kv-cache-budget",
+        "kv_cache_budget_bytes",
+        parse_size,
+        "engine memory for conversations' KV caches kept between turns; the least recently used go first",
+        _format_size(_S.kv_cache_budget_bytes),
+        "SIZE",
+    ),
+    _Option(
+        "--feature-cache-budget",
+        "feature_cache_budget_bytes",
+        parse_size,
+        "engine memory for encoded images kept for reuse; the least recently used go first",
+        _format_size(_S.feature_cache_budget_bytes),
+        "SIZE",
+    ),
+    _Option(
         "--strict",
         "strict",
         _boolean,
@@ -379,20 +395,17 @@ class ModelChoice:
     reason: str = ""
 
 
-def looks_like_checkpoint(path: Path) -> bool:
-    """A folder with a `config.json` and weights (safetensors or .bin, single file or sharded)."""
-    if not (path / "config.json").is_file():
-        return False
-    return any((path / name).is_file() for name in WEIGHT_FILES) or any(path.glob("*.safetensors"))
-
-
 def choose_model(settings: Settings, cuda_available: bool) -> ModelChoice:
     """Decide what to run here.
 
     The real model runs when its checkpoint exists and either a CUDA GPU is present or `--device cpu` asks for
     it explicitly (slow, but the user chose it). Otherwise the tiny demo checkpoint runs, unless `--strict`
     makes that an error. `--model tiny` selects the demo checkpoint on purpose: `--strict` does not refuse it.
+    The checkpoint layout is imported here, not at the top, so that importing the settings (as the UI does)
+    never loads the engine package.
     """
+    from ixc_app.engines.native.layout import looks_like_checkpoint
+
     if settings.engine != "native":
         raise ConfigError(
             f"The '{settings.engine}' engine is not available yet; use --engine native (the default)."
@@ -441,6 +454,8 @@ def load_or_create_secret(data_dir: Path) -> str:
 
 def ensure_tiny_checkpoint(path: Path) -> None:
     """Write the demo checkpoint on first use; later starts reuse it."""
+    from ixc_app.engines.native.layout import looks_like_checkpoint
+
     if looks_like_checkpoint(path):
         return
     from ixc_app.engines.native.tiny import write_tiny_checkpoint

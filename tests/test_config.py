@@ -19,11 +19,11 @@ from ixc_app.config import (
     Settings,
     build_parser,
     choose_model,
-    looks_like_checkpoint,
     parse_settings,
     parse_size,
     prepare,
 )
+from ixc_app.engines.native.layout import looks_like_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,6 +86,24 @@ def test_every_limit_is_settable_from_the_environment() -> None:
         max_new_tokens=64,
         context_budget=2048,
     )
+
+
+def test_engine_memory_budgets_are_sizes_from_flags_or_environment() -> None:
+    defaults = parse_settings([], {})
+    assert (defaults.kv_cache_budget_bytes, defaults.feature_cache_budget_bytes) == (4 * 1024**3, 1024**3)
+    env = {"IXC_KV_CACHE_BUDGET": "8GB", "IXC_FEATURE_CACHE_BUDGET": "512MB"}
+    from_env = parse_settings([], env)
+    assert (from_env.kv_cache_budget_bytes, from_env.feature_cache_budget_bytes) == (
+        8 * 1024**3,
+        512 * 1024**2,
+    )
+    from_flags = parse_settings(["--kv-cache-budget", "1.5G", "--feature-cache-budget", "0"], env)
+    assert (from_flags.kv_cache_budget_bytes, from_flags.feature_cache_budget_bytes) == (
+        int(1.5 * 1024**3),
+        0,
+    )
+    with pytest.raises(ConfigError, match="IXC_KV_CACHE_BUDGET"):
+        parse_settings([], {"IXC_KV_CACHE_BUDGET": "plenty"})
 
 
 @pytest.mark.parametrize(
@@ -153,6 +171,35 @@ def test_real_checkpoint_without_gpu_falls_back_unless_cpu_is_asked_for(tmp_path
     on_gpu = choose_model(auto, cuda_available=True)
     assert not on_gpu.is_demo_model
     assert (on_gpu.path, on_gpu.device, on_gpu.dtype) == (real, "cuda", "bf16")
+
+
+def test_a_folder_the_loader_would_reject_is_not_taken_for_a_checkpoint(tmp_path: Path) -> None:
+    """A stray .safetensors is no checkpoint: choosing it would make the app fail instead of falling back."""
+    from ixc_app.engines.native.checkpoint import CheckpointError, open_weights
+
+    folder = tmp_path / "ixc"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "adapter.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="has none of"):
+        open_weights(folder)
+    assert not looks_like_checkpoint(folder)
+    choice = choose_model(
+        parse_settings(["--model", str(folder), "--device", "cpu"], {}), cuda_available=False
+    )
+    assert choice.is_demo_model
+    assert "no checkpoint was found" in choice.reason
+
+
+def test_choosing_the_model_loads_no_torch(tmp_path: Path) -> None:
+    """The settings are imported by the UI, which must not pull in torch or the engine's model."""
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom ixc_app.config import choose_model, parse_settings\n"
+        f"choose_model(parse_settings(['--model', {str(tmp_path)!r}], {{}}), cuda_available=False)\n"
+        "print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
 
 
 def test_tiny_is_an_explicit_choice_that_strict_accepts() -> None:

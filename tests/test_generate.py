@@ -228,7 +228,7 @@ def test_greedy_with_kv_cache_equals_recomputing_the_sequence(model: NativeModel
     first = model.forward(embeds, im_mask, cache, last_only=True)[-1]
 
     def step(token: int) -> torch.Tensor:
-        return model.forward(model.embed_tokens([token]), torch.tensor([False]), cache, last_only=True)[-1]
+        return model.forward(model.embed_tokens([token]), None, cache, last_only=True)[-1]
 
     stop_ids = set(model.tokenizer.stop_ids)
     cached_tokens, reason = run(decode_tokens(step, first, GREEDY, stop_ids=stop_ids))

@@ -215,6 +215,31 @@ def test_sessions_open_close_and_engine_close(model: NativeModel) -> None:
         list(engine.stream(Request(turns=QUESTION, params=GREEDY)))
 
 
+def test_decode_steps_pass_no_image_mask_and_prefill_masks_stay_on_the_cpu(
+    model: NativeModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mask on the device would cost a sync per token (its all/any are read on the host)."""
+    masks: list[torch.Tensor | None] = []
+    real = model.forward
+
+    def recording(embeds: torch.Tensor, im_mask: torch.Tensor | None, *args: object, **kwargs: object):
+        masks.append(im_mask)
+        return real(embeds, im_mask, *args, **kwargs)
+
+    expected, _ = answer(NativeEngine(model), Request(turns=QUESTION, params=GREEDY))
+    monkeypatch.setattr(model, "forward", recording)
+    text, finished = answer(NativeEngine(model), Request(turns=QUESTION, params=GREEDY))
+    assert text == expected
+    assert finished.generated_tokens >= 2
+    assert len(masks) == finished.generated_tokens
+    prefill_mask = masks[0]
+    assert prefill_mask is not None and prefill_mask.device.type == "cpu"
+    assert masks[1:] == [None] * (len(masks) - 1)
+    embeds = model.embed_tokens([1, 2, 3])
+    without = real(embeds, None, model.new_cache(3))
+    assert torch.equal(without, real(embeds, torch.zeros(3, dtype=torch.bool), model.new_cache(3)))
+
+
 def test_prefill_continues_the_answer_and_counts_for_the_repetition_penalty(
     model: NativeModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:

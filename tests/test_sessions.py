@@ -137,6 +137,26 @@ def test_store_never_shares_a_busy_session_and_forgets_closed_ones() -> None:
     assert store.nbytes == 0
 
 
+def test_store_holds_a_bounded_number_of_sessions_and_drops_evicted_ones() -> None:
+    store = SessionStore(budget_bytes=10**6, max_idle=3)
+    ids = [f"conversation-{i}" for i in range(50)]
+    for session_id in ids:
+        use_with_cache(store, session_id, 1)
+        assert len(store) <= 3
+    assert store.idle_ids == ids[-3:]
+    for session_id in (store.open() for _ in range(50)):
+        with store.use(session_id):
+            pass
+    assert len(store) == 3
+    use_with_cache(store, "large", 10**6)
+    assert store.idle_ids == []
+    assert len(store) == 0
+    with store.use(ids[-1]) as fresh:
+        assert fresh.cache is None
+        assert len(store) == 1
+    assert len(store) == 0
+
+
 def image_segment(key: str, hd_num: int = 24, is_video: bool = False) -> ImageSegment:
     ref = ImageRef(key=key, path=f"/nonexistent/{key}", width=560, height=560, is_video=is_video)
     return ImageSegment(image=ref, hd_num=hd_num, grid=(1, 1), num_tokens=841)

@@ -20,15 +20,10 @@ from torch import nn
 
 from ixc_app.engines.base import EngineUnavailable
 from ixc_app.engines.native.config import TASK_LORAS, ConfigError, ModelConfig
+from ixc_app.engines.native.layout import WEIGHT_FILES, weight_file
 
 log = logging.getLogger(__name__)
 
-WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
 RANK_PROBE = "model.layers.0.attention.wqkv.{}_A.weight"
 """The tensor whose first dimension gives a LoRA's rank (the same rank is used by every linear)."""
 
@@ -143,24 +138,23 @@ def _index_files(folder: Path, index_name: str) -> dict[str, Path]:
 
 
 def open_weights(folder: Path) -> WeightSource:
-    """The weight files of a checkpoint folder, preferring safetensors, then an index, then a single file."""
+    """The weights of a checkpoint folder: the file `layout.weight_file` finds, or the shards it indexes."""
     if not folder.is_dir():
         raise CheckpointError(f"The checkpoint folder {folder} does not exist.")
-    for kind in ("model.safetensors", "pytorch_model.bin"):
-        if (folder / f"{kind}.index.json").is_file():
-            return WeightSource(folder, _index_files(folder, f"{kind}.index.json"))
-        path = folder / kind
-        if path.is_file():
-            if kind.endswith(".safetensors"):
-                with safe_open(str(path), framework="pt") as handle:
-                    names = list(handle.keys())
-            else:
-                names = list(_load_bin(path))
-            return WeightSource(folder, dict.fromkeys(names, path))
-    raise CheckpointError(
-        f"The checkpoint folder {folder} has none of {', '.join(WEIGHT_FILES)}; "
-        "copy the complete checkpoint there."
-    )
+    path = weight_file(folder)
+    if path is None:
+        raise CheckpointError(
+            f"The checkpoint folder {folder} has none of {', '.join(WEIGHT_FILES)}; "
+            "copy the complete checkpoint there."
+        )
+    if path.name.endswith(".index.json"):
+        return WeightSource(folder, _index_files(folder, path.name))
+    if path.suffix == ".safetensors":
+        with safe_open(str(path), framework="pt") as handle:
+            names = list(handle.keys())
+    else:
+        names = list(_load_bin(path))
+    return WeightSource(folder, dict.fromkeys(names, path))
 
 
 def read_config(folder: Path, weights: WeightSource) -> ModelConfig:

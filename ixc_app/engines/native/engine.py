@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ixc_app.config import DEFAULT_FEATURE_CACHE_BUDGET, DEFAULT_KV_CACHE_BUDGET
 from ixc_app.engines.base import (
     BadRequest,
     Cancelled,
@@ -34,11 +35,6 @@ from ixc_app.ixc.prompt import ImageSegment, Prompt
 from ixc_app.ixc.template import build_prompt
 from ixc_app.ixc.tokenizer import IncrementalDecoder, Tokenizer
 
-DEFAULT_CACHE_BUDGET_BYTES = 4 * 1024**3
-"""KV caches kept between turns: two 16K-token conversations of the 7B model in fp16 (128 KiB per token)."""
-DEFAULT_FEATURE_CACHE_BYTES = 1024**3
-"""Vision features kept by image: about fifteen 24-crop images of the 7B model in fp16."""
-
 
 class NativeEngine:
     """`Engine` over a loaded `NativeModel`; see the module docstring.
@@ -51,8 +47,8 @@ class NativeEngine:
         self,
         model: NativeModel,
         *,
-        cache_budget_bytes: int = DEFAULT_CACHE_BUDGET_BYTES,
-        feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
+        cache_budget_bytes: int = DEFAULT_KV_CACHE_BUDGET,
+        feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BUDGET,
         context_length: int | None = None,
         is_demo_model: bool = False,
     ) -> None:
@@ -76,7 +72,6 @@ class NativeEngine:
         self._stop_ids = frozenset(self.tokenizer.stop_ids)
         self._compute = threading.Lock()
         self._closed = False
-        self._text_mask = torch.zeros(1, dtype=torch.bool)
 
     @classmethod
     def from_pretrained(
@@ -85,8 +80,8 @@ class NativeEngine:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         *,
-        cache_budget_bytes: int = DEFAULT_CACHE_BUDGET_BYTES,
-        feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BYTES,
+        cache_budget_bytes: int = DEFAULT_KV_CACHE_BUDGET,
+        feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BUDGET,
         context_length: int | None = None,
         is_demo_model: bool = False,
     ) -> NativeEngine:
@@ -154,6 +149,12 @@ class NativeEngine:
         cancel: threading.Event | None,
         started: float,
     ) -> Iterator[StreamItem]:
+        """Prefill, then decode; the assistant prefill's tokens count for the repetition penalty.
+
+        Counting the prefill is a deliberate middle way: the reference's chat() passes `inputs_embeds` and so
+        penalises no prompt token, while its composer's text generate() penalises the whole prompt; the
+        prefill is the start of the answer being continued, so it is penalised like the generated tokens.
+        """
         mode = request.mode
         cache, cached = session.start(
             prompt, mode, lambda: self.model.new_cache(self.capabilities.context_length)
@@ -179,7 +180,7 @@ class NativeEngine:
 
         def step(token: int) -> torch.Tensor:
             session.answer.append(token)
-            return self._forward(self.model.embed_tokens([token]), self._text_mask, cache, mode)
+            return self._forward(self.model.embed_tokens([token]), None, cache, mode)
 
         prefill_ids = self.tokenizer.encode(request.prefill, bos=False) if request.prefill else []
         tokens = decode_tokens(
@@ -221,7 +222,7 @@ class NativeEngine:
         return self.features.get(segment, encode)
 
     def _forward(
-        self, embeds: torch.Tensor, im_mask: torch.Tensor, cache: KVCache, mode: str
+        self, embeds: torch.Tensor, im_mask: torch.Tensor | None, cache: KVCache, mode: str
     ) -> torch.Tensor:
         """Logits of the position after `embeds`, whose keys and values are appended to `cache`."""
         with self._compute:

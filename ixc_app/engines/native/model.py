@@ -37,12 +37,16 @@ ImageRows = slice | Tensor | None
 """Which rows of a chunk are image tokens: none, all (`slice(None)`), or their indices."""
 
 
-def image_rows(im_mask: Tensor) -> ImageRows:
-    if bool(im_mask.all()):
-        return slice(None)
-    if not bool(im_mask.any()):
+def image_rows(im_mask: Tensor | None, device: torch.device) -> ImageRows:
+    """The rows of `im_mask` (None: no image rows), read on the CPU so text never waits for the device."""
+    if im_mask is None:
         return None
-    return im_mask.nonzero().squeeze(1)
+    mask = im_mask.cpu()
+    if bool(mask.all()):
+        return slice(None)
+    if not bool(mask.any()):
+        return None
+    return mask.nonzero().squeeze(1).to(device)
 
 
 def rope_base(cfg: ModelConfig, total_len: int) -> float:
@@ -330,7 +334,8 @@ class NativeModel(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Input embeddings [tokens, hidden] and image mask [tokens] of the prompt from position `start`.
 
-        `start` > 0 is the length of a reused KV cache: only the positions after it are embedded.
+        `start` > 0 is the length of a reused KV cache: only the positions after it are embedded. The mask is
+        on the CPU, where `forward` reads it without a device sync.
         """
         parts: list[Tensor] = []
         masks: list[Tensor] = []
@@ -344,17 +349,24 @@ class NativeModel(nn.Module):
                         f"image {segment.image.key} gave {part.shape[0]} embeddings, not {segment.num_tokens}"
                     )
             parts.append(part)
-            masks.append(torch.full((part.shape[0],), isinstance(segment, ImageSegment), device=self.device))
+            masks.append(torch.full((part.shape[0],), isinstance(segment, ImageSegment)))
         return torch.cat(parts), torch.cat(masks)
 
     @torch.no_grad()
     def forward(
-        self, embeds: Tensor, im_mask: Tensor, cache: KVCache, mode: str = "base", *, last_only: bool = False
+        self,
+        embeds: Tensor,
+        im_mask: Tensor | None,
+        cache: KVCache,
+        mode: str = "base",
+        *,
+        last_only: bool = False,
     ) -> Tensor:
         """Run new tokens after the cached ones: float32 logits [tokens, vocab], or [1, vocab] if `last_only`.
 
         Positions continue from `cache.length`; the new keys and values are appended to the cache. Prefill
         with `last_only` when only the next token matters: full logits of a long prompt take gigabytes.
+        `im_mask` None means no image rows (a decode step), which costs no tensor work at all.
         """
         if mode not in self.supported_modes:
             raise BadRequest(
@@ -363,7 +375,7 @@ class NativeModel(nn.Module):
             )
         count = embeds.shape[0]
         cache.reserve(cache.length + count)
-        rows = image_rows(im_mask.to(self.device))
+        rows = image_rows(im_mask, self.device)
         tasks = tuple(TASK_LORAS[mode])
         rope = rope_tables(self.config, cache.length, count, self.device)
         x = embeds.to(self.device, self.dtype)

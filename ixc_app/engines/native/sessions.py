@@ -8,7 +8,8 @@ is reused only when the inference mode matches, since the write/web task LoRAs c
 
 Both caches are bounded in bytes and drop their least recently used entries; an evicted conversation simply
 starts from an empty cache and prefills its whole transcript. Sessions in use are never evicted: the budget
-bounds what is kept between turns, so the peak is the budget plus the caches of the requests running.
+bounds what is kept between turns, so the peak is the budget plus the caches of the requests running. Idle
+sessions are also bounded in number, since each keeps its whole prompt, which its byte count leaves out.
 """
 
 from __future__ import annotations
@@ -85,16 +86,23 @@ class Session:
         self.cache, self.prompt, self.answer = None, None, []
 
 
-class SessionStore:
-    """Sessions by id, with the caches of idle ones bounded by `budget_bytes` (least recently used go first).
+DEFAULT_MAX_IDLE_SESSIONS = 256
+"""Idle conversations kept: far more than a single-GPU app serves at once, yet a bounded number of prompts."""
 
-    An unknown id (a conversation from before a restart, or one evicted and closed) starts a new session under
-    that id, so callers never need to know whether the engine still holds it. A request on a session that is
-    already answering another one gets a throwaway session: correct, only not cached.
+
+class SessionStore:
+    """Sessions by id; idle ones are bounded by `budget_bytes` of cache and `max_idle` in number (least
+    recently used go first).
+
+    The store holds only sessions that are answering or keep a cache: an evicted, closed or empty one is
+    dropped, and an unknown id (a conversation from before a restart, or one dropped) starts a new session
+    under that id, so callers never need to know whether the engine still holds it. A request on a session
+    that is already answering another one gets a throwaway session: correct, only not cached.
     """
 
-    def __init__(self, budget_bytes: int) -> None:
+    def __init__(self, budget_bytes: int, max_idle: int = DEFAULT_MAX_IDLE_SESSIONS) -> None:
         self.budget_bytes = budget_bytes
+        self.max_idle = max_idle
         self._sessions: dict[str, Session] = {}
         self._busy: set[str] = set()
         self._idle: OrderedDict[str, Session] = OrderedDict()
@@ -112,11 +120,14 @@ class SessionStore:
         with self._lock:
             return list(self._idle)
 
-    def open(self) -> str:
-        session_id = uuid.uuid4().hex
+    def __len__(self) -> int:
+        """Sessions held, answering or idle."""
         with self._lock:
-            self._sessions[session_id] = Session(session_id)
-        return session_id
+            return len(self._sessions)
+
+    def open(self) -> str:
+        """A new id; its session is created by its first request, like any unknown id's."""
+        return uuid.uuid4().hex
 
     def close(self, session_id: str) -> None:
         with self._lock:
@@ -154,12 +165,15 @@ class SessionStore:
         if self._sessions.get(session.id) is not session:
             session.forget()
             return
-        if session.cache is not None:
-            self._idle[session.id] = session
+        if session.cache is None:
+            del self._sessions[session.id]
+            return
+        self._idle[session.id] = session
         used = sum(s.nbytes for s in self._idle.values())
-        while used > self.budget_bytes and self._idle:
-            _, oldest = self._idle.popitem(last=False)
+        while self._idle and (used > self.budget_bytes or len(self._idle) > self.max_idle):
+            oldest_id, oldest = self._idle.popitem(last=False)
             used -= oldest.nbytes
+            del self._sessions[oldest_id]
             oldest.forget()
 
 
