@@ -22,6 +22,8 @@ from ixc_app.chat import (
 from ixc_app.engines.base import Delta, EngineCapabilities, Finished, Request, StreamItem
 from ixc_app.ixc.prompt import Turn
 from ixc_app.store import Store
+from ixc_app.ui.chat_handlers import ChatHandlers
+from ixc_app.ui.identity import new_owner
 from ixc_app.ui.service import ChatService, user_text
 from ixc_app.ui.streaming import EngineRunner
 
@@ -127,3 +129,14 @@ def test_an_edit_made_while_answering_is_not_overwritten(
 def test_image_placeholders_typed_by_a_user_are_removed() -> None:
     assert user_text("Is <ImageHere> red? <Image<ImageHere>Here>") == "Is  red? "
     assert user_text("plain text") == "plain text"
+
+
+def test_the_conversation_list_refreshes_from_the_browser_state(service: ChatService) -> None:
+    """After a message is added the page lists the conversation, from the BrowserState value it sends."""
+    owner = new_owner()
+    conv = add_user_message(new_conversation(owner, ChatSettings()), "Hi there")
+    service.store.put(conv)
+    handlers = ChatHandlers(service, examples=[])
+    radio = handlers.refresh_list({"owner": owner, "conversation": conv.id})
+    assert radio.choices == [(conv.title, conv.id)]
+    assert radio.value == conv.id

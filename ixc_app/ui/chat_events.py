@@ -69,7 +69,7 @@ def wire_chat(
             show_progress_on=[view.textbox],
         )
         ingested.failure(handlers.unlock, None, [view.textbox], **quick)
-        ingested.success(handlers.conversation_list, [view.browser], [view.conversations], **quick)
+        ingested.success(handlers.refresh_list, [view.browser], [view.conversations], **quick)
         return ingested, answer_then_settle(ingested)
 
     demo.load(handlers.load, [view.browser], view_outputs, **quick)

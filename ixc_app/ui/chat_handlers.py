@@ -88,6 +88,10 @@ class ChatHandlers:
         )
         return gr.Chatbot(value=self.service.chatbot(conv), feedback_value=feedback)
 
+    def refresh_list(self, stored: Any) -> gr.Radio:
+        """The conversation list after a message was added (a new conversation gets its entry)."""
+        return self.conversation_list(browser_session(stored))
+
     def conversation_list(self, session: BrowserSession) -> gr.Radio:
         summaries = self.service.conversations(session.owner)
         return gr.Radio(
