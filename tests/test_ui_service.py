@@ -15,16 +15,20 @@ from ixc_app.chat import (
     Conversation,
     PreparedRequest,
     add_user_message,
+    append_answer,
     edit_user_message,
+    finish_answer,
     new_conversation,
     set_feedback,
+    start_answer,
 )
 from ixc_app.engines.base import Delta, EngineCapabilities, Finished, Request, StreamItem
 from ixc_app.ixc.prompt import Turn
+from ixc_app.ixc.tokenizer import Tokenizer
 from ixc_app.store import Store
 from ixc_app.ui.chat_handlers import ChatHandlers
 from ixc_app.ui.identity import new_owner
-from ixc_app.ui.service import ChatService, user_text
+from ixc_app.ui.service import ChatService, InputRejected, user_text
 from ixc_app.ui.streaming import EngineRunner
 
 OWNER = "owner-1"
@@ -140,3 +144,44 @@ def test_the_conversation_list_refreshes_from_the_browser_state(service: ChatSer
     radio = handlers.refresh_list({"owner": owner, "conversation": conv.id})
     assert radio.choices == [(conv.title, conv.id)]
     assert radio.value == conv.id
+
+
+@pytest.fixture
+def service_with_tokenizer(
+    tmp_path: Path, engine: GatedFakeEngine, real_tokenizer_path: Path
+) -> Iterator[ChatService]:
+    settings = app_settings(tmp_path / "data", tmp_path / "no-checkpoint")
+    store = Store.from_settings(settings)
+    yield ChatService(
+        settings, EngineRunner(engine), store, tokenizer=Tokenizer.from_file(real_tokenizer_path)
+    )
+    store.close()
+
+
+def answered(service: ChatService) -> Conversation:
+    """A stored conversation whose one question has its answer."""
+    conv = start_answer(add_user_message(new_conversation(OWNER, ChatSettings()), "Hi there"))
+    conv = finish_answer(append_answer(conv, "Hello."), Finished("stop", prompt_tokens=3, generated_tokens=2))
+    service.store.put(conv)
+    return conv
+
+
+def test_a_conversation_deleted_while_files_are_read_is_not_revived(
+    service_with_tokenizer: ChatService,
+) -> None:
+    service = service_with_tokenizer
+    read_before_ingest = service.open(OWNER, answered(service).id)
+    service.delete(OWNER, read_before_ingest.id)
+    with pytest.raises(InputRejected, match="deleted while the message was being prepared"):
+        service.add_message(read_before_ingest, "And now?", ())
+    assert service.store.get(OWNER, read_before_ingest.id) is None
+
+
+def test_a_rename_made_while_files_are_read_is_kept(service_with_tokenizer: ChatService) -> None:
+    service = service_with_tokenizer
+    read_before_ingest = service.open(OWNER, answered(service).id)
+    service.store.rename(OWNER, read_before_ingest.id, "Renamed meanwhile")
+    conv, _ = service.add_message(read_before_ingest, "And now?", ())
+    assert conv.title == "Renamed meanwhile"
+    assert service.store.get(OWNER, conv.id).title == "Renamed meanwhile"
+    assert [m.text for m in conv.messages] == ["Hi there", "Hello.", "And now?"]

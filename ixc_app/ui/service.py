@@ -146,7 +146,19 @@ class ChatService:
     def add_message(
         self, conv: Conversation, text: str, media: tuple[MediaItem, ...]
     ) -> tuple[Conversation, PreparedRequest]:
-        """Append the user's message and save it, after checking that it fits the context budget."""
+        """Append the user's message and save it, after checking that it fits the context budget.
+
+        Reading the attachments can take seconds (a video is decoded), so the stored conversation is read
+        again first: a rename made meanwhile is kept, and a conversation deleted meanwhile is not revived.
+        """
+        stored = self.store.get(conv.owner, conv.id)
+        if stored is not None:
+            conv = replace(stored, settings=conv.settings)
+        elif conv.messages:
+            raise InputRejected(
+                "This conversation was deleted while the message was being prepared; start a new "
+                "conversation and send it again."
+            )
         conv = add_user_message(conv, user_text(text), media)
         prepared = self.prepare(conv)
         self.store.put(conv)
