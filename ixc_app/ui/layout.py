@@ -6,7 +6,7 @@ reads like a list of events and the layout like a page.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import gradio as gr
 
@@ -45,18 +45,7 @@ class SettingsPanel:
 
     @property
     def components(self) -> list[gr.components.Component]:
-        return [
-            self.max_new_tokens,
-            self.temperature,
-            self.top_p,
-            self.top_k,
-            self.repetition_penalty,
-            self.seed,
-            self.hd_num_single,
-            self.hd_num_multi,
-            self.image_mode,
-            self.use_meta,
-        ]
+        return [getattr(self, f.name) for f in fields(self)]
 
 
 @dataclass(frozen=True)
