@@ -40,7 +40,7 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 from gradio_client import Client  # noqa: E402
 
 from ixc_app.chat import retry, to_request  # noqa: E402
-from ixc_app.config import TINY_DIR_NAME, Settings  # noqa: E402
+from ixc_app.config import Settings  # noqa: E402
 from ixc_app.engines.base import Delta  # noqa: E402
 from ixc_app.ixc.tokenizer import TOKENIZER_FILE, Tokenizer  # noqa: E402
 from ixc_app.store import Store  # noqa: E402
@@ -184,11 +184,12 @@ def measure_overhead(server: Server, store: Store, runs: int) -> None:
 
 
 def measure_rate(server: Server, store: Store, runs: int, max_new_tokens: int) -> None:
-    from ixc_app.engines.native.engine import NativeEngine
+    from ixc_app.bootstrap import ModelChoice, build_engine
 
-    checkpoint = server.data_dir / TINY_DIR_NAME
+    settings = Settings(data_dir=server.data_dir)
+    checkpoint = settings.tiny_checkpoint_dir
     tokenizer = Tokenizer.from_file(checkpoint / TOKENIZER_FILE)
-    engine = NativeEngine.from_pretrained(checkpoint)
+    engine = build_engine(settings, ModelChoice(checkpoint, "cpu", "fp32", is_demo_model=True))
     client_rates, engine_rates, in_app_rates = [], [], []
     try:
         for i in range(runs):

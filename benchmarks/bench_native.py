@@ -26,6 +26,7 @@ import resource
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +38,16 @@ from ixc_app.engines.base import Delta, Finished, GenerationParams, Request
 from ixc_app.engines.native.engine import NativeEngine
 from ixc_app.engines.native.tiny import write_tiny_checkpoint
 from ixc_app.ixc.prompt import ImageRef, Turn
+from ixc_app.media import load_rgb
 
 REAL_TOKENIZER = Path(__file__).resolve().parents[2] / "shared" / "data" / "internlm2" / "tokenizer.model"
 IMAGE_SIZE = (800, 600)
 TURNS = 6
 CONTEXT = 16384
 ANSWER = GenerationParams(max_new_tokens=16, do_sample=False)
+KV_BUDGET = 4 * 1024**3
+FEATURE_BUDGET = 1024**3
+"""The app's default engine budgets (`Settings`)."""
 
 
 def make_images(folder: Path) -> list[ImageRef]:
@@ -58,7 +63,7 @@ def make_images(folder: Path) -> list[ImageRef]:
 
 def conversation(engine: NativeEngine, images: list[ImageRef]) -> list[Finished]:
     """Six turns in one session, turn n bringing `images[n]` if there is one; answers go into the history."""
-    session = engine.open_session()
+    session = uuid.uuid4().hex
     history: tuple[Turn, ...] = ()
     results = []
     for turn in range(TURNS):
@@ -69,7 +74,6 @@ def conversation(engine: NativeEngine, images: list[ImageRef]) -> list[Finished]
         assert isinstance(finished, Finished)
         results.append(finished)
         history = (*history, Turn("assistant", "".join(i.text for i in items if isinstance(i, Delta))))
-    engine.close_session(session)
     return results
 
 
@@ -101,7 +105,10 @@ def main() -> None:
         tokenizer = REAL_TOKENIZER if REAL_TOKENIZER.is_file() else None
         checkpoint = write_tiny_checkpoint(folder / "tiny", tokenizer)
         images = make_images(folder)
-        engine = NativeEngine.from_pretrained(checkpoint, context_length=CONTEXT)
+        budgets = {"cache_budget_bytes": KV_BUDGET, "feature_cache_bytes": FEATURE_BUDGET}
+        engine = NativeEngine.from_pretrained(
+            checkpoint, read_image=load_rgb, context_length=CONTEXT, **budgets
+        )
         print(
             f"tiny checkpoint, CPU, {'real' if tokenizer else 'small trained'} tokenizer, "
             f"{IMAGE_SIZE[0]}x{IMAGE_SIZE[1]} images, {ANSWER.max_new_tokens}-token answers, "
@@ -119,7 +126,8 @@ def main() -> None:
         runs: dict[str, list[list[Finished]]] = {name: [] for name in setups}
         for _ in range(args.runs):  # interleaved, so a burst of load elsewhere hits every set-up alike
             for name, (shown, options) in setups.items():
-                fresh = NativeEngine(engine.model, context_length=CONTEXT, **options)
+                options = {**budgets, **options}
+                fresh = NativeEngine(engine.model, read_image=load_rgb, context_length=CONTEXT, **options)
                 runs[name].append(conversation(fresh, shown))
         for name, results in runs.items():
             ttft = [min(run[t].time_to_first_token_s for run in results) for t in range(TURNS)]

@@ -21,7 +21,8 @@ from PIL import Image, ImageChops
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ixc_app.ixc.grid import CROP, image_token_count
-from ixc_app.ixc.video import frame_composite, sample_indices, video_composite, video_transform
+from ixc_app.ixc.video import frame_composite, sample_indices, video_transform
+from ixc_app.media import video_composite
 
 WIDTH, HEIGHT, FPS, SECONDS = 1920, 1080, 30, 60
 CACHE = Path("/tmp/ixc_bench_video")

@@ -1,15 +1,14 @@
 """The one settings object: CLI flags over `IXC_*` environment variables over defaults.
 
-Every tunable the app has lives here (model, engine, device, limits, hd_num defaults, data dir bound), so a
+Every tunable the app has lives here (model, device, limits, hd_num defaults, data dir bound), so a
 deployment is described by one command line or one environment, and `--help` lists it all. Building the
-settings is pure (`parse_settings`); `prepare` then does the little I/O the app needs before it starts: the
-data dir, the stable browser-state secret, and whether to run the real model or the demo checkpoint.
+settings is pure (`parse_settings`); `prepare` then does the little I/O settings themselves need: the data
+dir and the stable browser-state secret. Which model and engine run is decided by `ixc_app.bootstrap`.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
 import secrets
@@ -18,9 +17,6 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
-
-ENGINES = ("native", "lmdeploy")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -54,17 +50,13 @@ class Limits:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the app is configured with.
+    """Everything the app is configured with, as asked for.
 
-    `model` is what was asked for (a checkpoint folder, or `tiny`); `model_path`, `device`/`dtype` (no longer
-    `auto`) and `is_demo_model` are filled in by `prepare`, which decides whether the real model can run here.
-    `demo_reason` says why the demo checkpoint is used, for the UI's banner.
+    `model` is a checkpoint folder or `tiny`; `device` and `dtype` may be `auto`. What actually runs (the
+    checkpoint found or the demo one, the device and dtype chosen) is `bootstrap.ModelChoice`.
     """
 
     model: str = DEFAULT_MODEL
-    engine: str = "native"
-    engine_url: str = ""
-    lmdeploy_python: str = ""
     device: str = "auto"
     dtype: str = "auto"
     host: str = "127.0.0.1"
@@ -79,9 +71,6 @@ class Settings:
     feature_cache_budget_bytes: int = DEFAULT_FEATURE_CACHE_BUDGET
     strict: bool = False
     log_level: str = "info"
-    model_path: Path | None = None
-    is_demo_model: bool = False
-    demo_reason: str = ""
 
     @property
     def media_dir(self) -> Path:
@@ -188,20 +177,6 @@ OPTIONS: tuple[_Option, ...] = (
         "folder of the internlm/internlm-xcomposer2d5-7b checkpoint, or 'tiny' for the random-weight demo",
         _S.model,
         "PATH|tiny",
-    ),
-    _Option(
-        "--engine", "engine", _Choice(ENGINES), "inference engine (only 'native' is available yet)", "native"
-    ),
-    _Option(
-        "--engine-url", "engine_url", str, "URL of a running lmdeploy server (not available yet)", "''", "URL"
-    ),
-    _Option(
-        "--lmdeploy-python",
-        "lmdeploy_python",
-        str,
-        "Python of a separate lmdeploy 0.7.3 environment (not available yet)",
-        "''",
-        "PATH",
     ),
     _Option("--device", "device", _Choice(DEVICES), "where the model runs; auto = CUDA if present", "auto"),
     _Option(
@@ -384,60 +359,6 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
     return Settings(**top, limits=Limits(**limits))
 
 
-@dataclass(frozen=True)
-class ModelChoice:
-    """What `prepare` runs: a real checkpoint or the demo one, on which device, and why."""
-
-    path: Path
-    device: str
-    dtype: str
-    is_demo_model: bool
-    reason: str = ""
-
-
-def choose_model(settings: Settings, cuda_available: bool) -> ModelChoice:
-    """Decide what to run here.
-
-    The real model runs when its checkpoint exists and either a CUDA GPU is present or `--device cpu` asks for
-    it explicitly (slow, but the user chose it). Otherwise the tiny demo checkpoint runs, unless `--strict`
-    makes that an error. `--model tiny` selects the demo checkpoint on purpose: `--strict` does not refuse it.
-    The checkpoint layout is imported here, not at the top, so that importing the settings (as the UI does)
-    never loads the engine package.
-    """
-    from ixc_app.engines.native.layout import looks_like_checkpoint
-
-    if settings.engine != "native":
-        raise ConfigError(
-            f"The '{settings.engine}' engine is not available yet; use --engine native (the default)."
-        )
-    if settings.engine_url or settings.lmdeploy_python:
-        raise ConfigError(
-            "--engine-url and --lmdeploy-python are not available yet; remove them to use the native engine."
-        )
-    if settings.device == "cuda" and not cuda_available:
-        raise ConfigError("--device cuda was given but no CUDA GPU is visible; use --device auto or cpu.")
-    device = "cuda" if settings.device == "auto" and cuda_available else settings.device
-    device = "cpu" if device == "auto" else device
-    dtype = settings.dtype if settings.dtype != "auto" else ("bf16" if device == "cuda" else "fp32")
-    tiny = settings.tiny_checkpoint_dir
-    if settings.model == TINY_MODEL:
-        return ModelChoice(tiny, device, dtype, True, "it was selected with --model tiny")
-    path = Path(settings.model).expanduser()
-    if not looks_like_checkpoint(path):
-        reason = f"no checkpoint was found at {path}"
-        hint = "download internlm/internlm-xcomposer2d5-7b there or point --model (IXC_MODEL) at it"
-    elif device == "cpu" and settings.device == "auto":
-        reason = "no CUDA GPU is visible"
-        hint = (
-            "run on a machine with a CUDA GPU, or pass --device cpu to run the real model on the CPU (slow)"
-        )
-    else:
-        return ModelChoice(path, device, dtype, False)
-    if settings.strict:
-        raise ConfigError(f"--strict refuses the demo checkpoint because {reason}; {hint}.")
-    return ModelChoice(tiny, device, dtype, True, f"{reason}; {hint}")
-
-
 def load_or_create_secret(data_dir: Path) -> str:
     """The browser-state secret, generated once and kept (owner-only) so saved state survives restarts."""
     path = data_dir / SECRET_FILE_NAME
@@ -452,32 +373,8 @@ def load_or_create_secret(data_dir: Path) -> str:
     return secret
 
 
-def ensure_tiny_checkpoint(path: Path) -> None:
-    """Write the demo checkpoint on first use; later starts reuse it."""
-    from ixc_app.engines.native.layout import looks_like_checkpoint
-
-    if looks_like_checkpoint(path):
-        return
-    from ixc_app.engines.native.tiny import write_tiny_checkpoint
-
-    log.info("writing the tiny demo checkpoint to %s", path)
-    write_tiny_checkpoint(path)
-
-
-def prepare(settings: Settings, cuda_available: bool) -> Settings:
-    """Create the data dir, settle the secret and the model; raises `ConfigError` when `--strict` refuses."""
+def prepare(settings: Settings) -> Settings:
+    """Settings with an absolute data dir that exists, and the browser-state secret settled."""
     settings = replace(settings, data_dir=settings.data_dir.expanduser().resolve())
-    choice = choose_model(settings, cuda_available)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if choice.is_demo_model:
-        ensure_tiny_checkpoint(choice.path)
-        log.warning("running the random-weight demo checkpoint because %s", choice.reason)
-    return replace(
-        settings,
-        secret=settings.secret or load_or_create_secret(settings.data_dir),
-        model_path=choice.path,
-        device=choice.device,
-        dtype=choice.dtype,
-        is_demo_model=choice.is_demo_model,
-        demo_reason=choice.reason,
-    )
+    return replace(settings, secret=settings.secret or load_or_create_secret(settings.data_dir))

@@ -19,6 +19,7 @@ from typing import Any
 import gradio as gr
 from gradio_client import Client
 
+from ixc_app.bootstrap import Services, build_services
 from ixc_app.config import Limits, Settings, load_or_create_secret
 from ixc_app.engines.base import Engine
 from ixc_app.store import Store
@@ -42,8 +43,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def app_settings(data_dir: Path, checkpoint: Path, *, hd_num: int = TINY_HD_NUM, **limits: Any) -> Settings:
-    """Settings as `config.prepare` would leave them for the demo checkpoint, without touching the model."""
+def app_settings(data_dir: Path, *, hd_num: int = TINY_HD_NUM, **limits: Any) -> Settings:
+    """Settings as `config.prepare` would leave them for the demo checkpoint (the engine is built apart)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     return Settings(
         model="tiny",
@@ -54,35 +55,43 @@ def app_settings(data_dir: Path, checkpoint: Path, *, hd_num: int = TINY_HD_NUM,
         limits=replace(Limits(), **limits),
         hd_num_single=hd_num,
         hd_num_multi=hd_num,
-        model_path=checkpoint,
         device="cpu",
         dtype="fp32",
-        is_demo_model=True,
-        demo_reason="the tests run the tiny checkpoint",
     )
 
 
 @dataclass
 class RunningApp:
-    settings: Settings
-    engine: Engine
-    store: Store
+    services: Services
     demo: gr.Blocks
     url: str
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+    @property
+    def engine(self) -> Engine:
+        return self.services.engine
+
+    @property
+    def store(self) -> Store:
+        return self.services.store
 
     def client(self) -> Client:
         return Client(self.url, verbose=False, download_files=False)
 
     def close(self) -> None:
+        """Stops serving and closes the store; the engine belongs to the test that made it."""
         self.demo.close()
         self.store.close()
 
 
 def start_app(settings: Settings, engine: Engine) -> RunningApp:
-    store = Store.from_settings(settings)
-    demo = build_app(settings, engine, store)
+    services = build_services(settings, engine)
+    demo = build_app(services)
     _, url, _ = launch(demo, settings, prevent_thread_lock=True)
-    return RunningApp(settings, engine, store, demo, url)
+    return RunningApp(services, demo, url)
 
 
 def write_png(path: Path, color: tuple[int, int, int], size: tuple[int, int] = (96, 64)) -> Path:

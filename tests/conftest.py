@@ -48,21 +48,43 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, real_tokenizer_pat
     return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "checkpoint", real_tokenizer_path)
 
 
+TEST_KV_CACHE_BUDGET = 256 * 1024**2
+TEST_FEATURE_CACHE_BUDGET = 64 * 1024**2
+"""Engine memory budgets for the tiny checkpoint: far more than its tests fill."""
+
+
+def native_engine(source: Any, **options: Any) -> Any:
+    """A native engine on a loaded `NativeModel` or a checkpoint folder, reading images as the app does.
+
+    `options` override the test budgets and pass anything else (`context_length`, `is_demo_model`) through.
+    """
+    from ixc_app.engines.native.engine import NativeEngine
+    from ixc_app.media import load_rgb
+
+    kwargs = {
+        "read_image": load_rgb,
+        "cache_budget_bytes": TEST_KV_CACHE_BUDGET,
+        "feature_cache_bytes": TEST_FEATURE_CACHE_BUDGET,
+        **options,
+    }
+    if isinstance(source, Path):
+        return NativeEngine.from_pretrained(source, **kwargs)
+    return NativeEngine(source, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def engine(tiny_checkpoint: Path) -> Iterator[Any]:
     """A native engine on the tiny checkpoint, shared by one test module's app."""
-    from ixc_app.engines.native.engine import NativeEngine
-
-    engine = NativeEngine.from_pretrained(tiny_checkpoint, is_demo_model=True)
+    engine = native_engine(tiny_checkpoint, is_demo_model=True)
     yield engine
     engine.close()
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, engine: Any) -> Iterator[Any]:
+def app(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[Any]:
     """The real app launched in-process on the tiny checkpoint (see app_harness.py)."""
     from app_harness import app_settings, start_app
 
-    running = start_app(app_settings(tmp_path_factory.mktemp("app"), tiny_checkpoint), engine)
+    running = start_app(app_settings(tmp_path_factory.mktemp("app")), engine)
     yield running
     running.close()

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from app_harness import FAST, RunningApp, app_settings, start_app, write_mp4, write_png
+from conftest import native_engine
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
@@ -33,10 +34,8 @@ LIMITS = {
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path) -> Iterator[RunningApp]:
-    from ixc_app.engines.native.engine import NativeEngine
-
-    engine = NativeEngine.from_pretrained(tiny_checkpoint, is_demo_model=True)
-    running = start_app(app_settings(tmp_path_factory.mktemp("app"), tiny_checkpoint, **LIMITS), engine)
+    engine = native_engine(tiny_checkpoint, is_demo_model=True)
+    running = start_app(app_settings(tmp_path_factory.mktemp("app"), **LIMITS), engine)
     yield running
     running.close()
     engine.close()

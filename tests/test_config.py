@@ -1,8 +1,7 @@
-"""Settings: flags over IXC_* environment over defaults, the demo-checkpoint fallback, and `--strict`."""
+"""Settings: flags over IXC_* environment over defaults, their validation, and the app's exit on bad ones."""
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import subprocess
@@ -18,22 +17,12 @@ from ixc_app.config import (
     Limits,
     Settings,
     build_parser,
-    choose_model,
     parse_settings,
     parse_size,
     prepare,
 )
-from ixc_app.engines.native.layout import looks_like_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def fake_real_checkpoint(path: Path) -> Path:
-    """Only the layout `choose_model` looks at (config + weights file), not loadable weights."""
-    path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({"architectures": ["InternLMXComposer2ForCausalLM"]}))
-    (path / "model.safetensors.index.json").write_text("{}")
-    return path
 
 
 def test_defaults_without_flags_or_environment() -> None:
@@ -140,117 +129,32 @@ def test_help_documents_every_flag_with_its_variable_and_default(capsys: pytest.
         assert f"env {opt.env}; default {opt.shown_default}]" in text
 
 
-def test_missing_checkpoint_falls_back_to_demo_and_says_why(tmp_path: Path) -> None:
-    settings = parse_settings(["--model", str(tmp_path / "nowhere"), "--data-dir", str(tmp_path)], {})
-    choice = choose_model(settings, cuda_available=True)
-    assert choice.is_demo_model
-    assert choice.path == settings.tiny_checkpoint_dir
-    assert "no checkpoint was found" in choice.reason
-    assert (choice.device, choice.dtype) == ("cuda", "bf16")
-
-
-def test_strict_refuses_the_fallback(tmp_path: Path) -> None:
-    settings = parse_settings(["--model", str(tmp_path / "nowhere"), "--strict"], {})
-    with pytest.raises(ConfigError, match="--strict refuses the demo checkpoint"):
-        choose_model(settings, cuda_available=True)
-
-
-def test_real_checkpoint_without_gpu_falls_back_unless_cpu_is_asked_for(tmp_path: Path) -> None:
-    real = fake_real_checkpoint(tmp_path / "ixc")
-    auto = parse_settings(["--model", str(real)], {})
-    fallback = choose_model(auto, cuda_available=False)
-    assert fallback.is_demo_model
-    assert "no CUDA GPU" in fallback.reason
-    with pytest.raises(ConfigError, match="no CUDA GPU"):
-        choose_model(parse_settings(["--model", str(real), "--strict"], {}), cuda_available=False)
-
-    on_cpu = choose_model(parse_settings(["--model", str(real), "--device", "cpu"], {}), cuda_available=False)
-    assert not on_cpu.is_demo_model
-    assert (on_cpu.path, on_cpu.device, on_cpu.dtype) == (real, "cpu", "fp32")
-
-    on_gpu = choose_model(auto, cuda_available=True)
-    assert not on_gpu.is_demo_model
-    assert (on_gpu.path, on_gpu.device, on_gpu.dtype) == (real, "cuda", "bf16")
-
-
-def test_a_folder_the_loader_would_reject_is_not_taken_for_a_checkpoint(tmp_path: Path) -> None:
-    """A stray .safetensors is no checkpoint: choosing it would make the app fail instead of falling back."""
-    from ixc_app.engines.native.checkpoint import CheckpointError, open_weights
-
-    folder = tmp_path / "ixc"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}")
-    (folder / "adapter.safetensors").write_bytes(b"")
-    with pytest.raises(CheckpointError, match="has none of"):
-        open_weights(folder)
-    assert not looks_like_checkpoint(folder)
-    choice = choose_model(
-        parse_settings(["--model", str(folder), "--device", "cpu"], {}), cuda_available=False
-    )
-    assert choice.is_demo_model
-    assert "no checkpoint was found" in choice.reason
-
-
-def test_choosing_the_model_loads_no_torch(tmp_path: Path) -> None:
-    """The settings are imported by the UI, which must not pull in torch or the engine's model."""
-    code = (
-        "import sys\nfrom pathlib import Path\nfrom ixc_app.config import choose_model, parse_settings\n"
-        f"choose_model(parse_settings(['--model', {str(tmp_path)!r}], {{}}), cuda_available=False)\n"
-        "print('torch' in sys.modules)"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
-    assert result.stdout.strip() == "False", result.stderr
-
-
-def test_tiny_is_an_explicit_choice_that_strict_accepts() -> None:
-    choice = choose_model(parse_settings(["--model", "tiny", "--strict"], {}), cuda_available=False)
-    assert choice.is_demo_model
-    assert "--model tiny" in choice.reason
-
-
-def test_cuda_requested_without_gpu_is_an_error() -> None:
-    with pytest.raises(ConfigError, match="no CUDA GPU is visible"):
-        choose_model(parse_settings(["--device", "cuda"], {}), cuda_available=False)
-
-
-@pytest.mark.parametrize(
-    "argv", [["--engine", "lmdeploy"], ["--engine-url", "http://x:23333"], ["--lmdeploy-python", "/py"]]
-)
-def test_lmdeploy_options_are_not_available_yet(argv: list[str]) -> None:
-    with pytest.raises(ConfigError, match="not available yet"):
-        choose_model(parse_settings(argv, {}), cuda_available=True)
-
-
-def test_prepare_writes_the_demo_checkpoint_once_and_keeps_a_stable_secret(tmp_path: Path) -> None:
+def test_prepare_keeps_a_stable_owner_only_secret(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    settings = parse_settings(["--data-dir", str(data), "--model", str(tmp_path / "none")], {})
-    first = prepare(settings, cuda_available=False)
-    assert first.is_demo_model
-    assert first.model_path == data.resolve() / "tiny-checkpoint"
-    assert looks_like_checkpoint(first.model_path)
-    assert (first.device, first.dtype) == ("cpu", "fp32")
+    settings = parse_settings(["--data-dir", str(data)], {})
+    first = prepare(settings)
+    assert first.data_dir == data.resolve()
     secret_file = data / SECRET_FILE_NAME
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
     assert len(first.secret) >= 32
-    weights = first.model_path / "model.safetensors"
-    written = weights.stat().st_mtime_ns
-
-    second = prepare(settings, cuda_available=False)
-    assert second.secret == first.secret
-    assert weights.stat().st_mtime_ns == written
-
-    given = prepare(
-        parse_settings(["--data-dir", str(data), "--model", "tiny", "--secret", "s3cr3t"], {}), False
-    )
+    assert prepare(settings).secret == first.secret
+    given = prepare(parse_settings(["--data-dir", str(data), "--secret", "s3cr3t"], {}))
     assert given.secret == "s3cr3t"
 
 
-def test_prepare_does_not_touch_disk_when_strict_refuses(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    settings = parse_settings(["--data-dir", str(data), "--model", str(tmp_path / "none"), "--strict"], {})
-    with pytest.raises(ConfigError):
-        prepare(settings, cuda_available=True)
-    assert not data.exists()
+@pytest.mark.parametrize("flag", ["--engine", "--engine-url", "--lmdeploy-python"])
+def test_there_are_no_placeholder_engine_flags(flag: str) -> None:
+    with pytest.raises(SystemExit):
+        parse_settings([flag, "x"], {})
+
+
+def test_settings_import_no_engine_and_no_torch() -> None:
+    code = (
+        "import sys, ixc_app.config\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('torch', 'ixc_app.engines'))))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert result.stdout.strip() == "[]", result.stderr
 
 
 def run_app(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

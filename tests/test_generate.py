@@ -15,6 +15,7 @@ from typing import TypeVar
 import numpy as np
 import pytest
 import torch
+from conftest import native_engine
 from PIL import Image
 
 from ixc_app.engines.base import Delta, Finished, FinishReason, GenerationParams, Request
@@ -31,10 +32,11 @@ from ixc_app.engines.native.generate import (
     process_logits,
     stream_text,
 )
-from ixc_app.engines.native.model import load_image_pixels
+from ixc_app.engines.native.pixels import image_pixels
 from ixc_app.ixc.prompt import ImageRef, ImageSegment, Turn
 from ixc_app.ixc.template import build_prompt
 from ixc_app.ixc.tokenizer import IncrementalDecoder, Tokenizer
+from ixc_app.media import load_rgb
 
 GREEDY = GenerationParams(max_new_tokens=8, do_sample=False, repetition_penalty=1.0)
 NEG_INF = float("-inf")
@@ -221,7 +223,7 @@ def test_greedy_with_kv_cache_equals_recomputing_the_sequence(model: NativeModel
     prompt = build_prompt(turns, model.tokenizer)
 
     def features(segment: ImageSegment) -> torch.Tensor:
-        return model.encode_image(load_image_pixels(segment))
+        return model.encode_image(image_pixels(segment, load_rgb))
 
     embeds, im_mask = model.embed_prompt(prompt, features)
     cache = model.new_cache(4096)
@@ -244,7 +246,7 @@ def test_greedy_with_kv_cache_equals_recomputing_the_sequence(model: NativeModel
     assert cached_tokens == recomputed
     assert reason == ("stop" if recomputed[-1] in stop_ids else "length")
 
-    engine = NativeEngine(model)
+    engine = native_engine(model)
     items = list(engine.stream(Request(turns=turns, params=GREEDY)))
     shown = [t for t in recomputed if t not in stop_ids]
     assert "".join(i.text for i in items if isinstance(i, Delta)) == model.tokenizer.decode(shown)
@@ -266,7 +268,7 @@ def sampled_text(engine: NativeEngine, seed: int | None) -> str:
 
 
 def test_same_seed_same_text_other_seed_other_text(model: NativeModel) -> None:
-    engine = NativeEngine(model)
+    engine = native_engine(model)
     first = sampled_text(engine, seed=1234)
     assert first
     assert sampled_text(engine, seed=1234) == first

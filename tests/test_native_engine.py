@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import native_engine
 from PIL import Image
 
 from ixc_app.engines.base import (
@@ -22,10 +23,11 @@ from ixc_app.engines.base import (
 )
 from ixc_app.engines.native import NativeModel, generate
 from ixc_app.engines.native.engine import NativeEngine
-from ixc_app.engines.native.model import load_image_pixels
+from ixc_app.engines.native.pixels import image_pixels
 from ixc_app.ixc import hd
 from ixc_app.ixc.prompt import ImageRef, ImageSegment, Turn
 from ixc_app.ixc.tokenizer import TURN_END, TURN_START
+from ixc_app.media import load_rgb
 
 GREEDY = GenerationParams(max_new_tokens=6, do_sample=False)
 QUESTION = (Turn("user", "Write a poem about the sea."),)
@@ -48,19 +50,20 @@ def answer(engine: NativeEngine, request: Request) -> tuple[str, Finished]:
 
 
 def test_capabilities(model: NativeModel) -> None:
-    caps = NativeEngine(model).capabilities
+    caps = native_engine(model).capabilities
     assert caps.name == "native"
     assert caps.modes == model.supported_modes == frozenset({"base", "write", "web"})
-    assert caps.server_side_sessions
+    assert caps.supports_prefill and caps.supports_stop
+    assert not caps.supports_beam_search
     assert caps.max_concurrency == 1
     assert caps.context_length == model.config.max_position_embeddings
     assert not caps.is_demo_model
-    demo = NativeEngine(model, context_length=2048, is_demo_model=True).capabilities
+    demo = native_engine(model, context_length=2048, is_demo_model=True).capabilities
     assert (demo.context_length, demo.is_demo_model) == (2048, True)
 
 
 def test_bad_requests_are_typed_errors_before_any_compute(model: NativeModel, tmp_path: Path) -> None:
-    engine = NativeEngine(model, context_length=1000)
+    engine = native_engine(model, context_length=1000)
     bad = [
         (Request(turns=QUESTION, mode="poem"), BadRequest, "no 'poem' mode"),  # type: ignore[arg-type]
         (Request(turns=(*QUESTION, Turn("assistant", "Hi"))), BadRequest, "must end with the user"),
@@ -85,7 +88,7 @@ def test_bad_requests_are_typed_errors_before_any_compute(model: NativeModel, tm
             list(engine.stream(request))
     missing = ImageRef(key="gone", path=str(tmp_path / "gone.png"), width=300, height=300)
     with pytest.raises(BadRequest, match=r"\(gone.png\) cannot be read"):
-        list(NativeEngine(model).stream(Request(turns=(Turn("user", "Hi", (missing,)),))))
+        list(native_engine(model).stream(Request(turns=(Turn("user", "Hi", (missing,)),))))
     assert engine.steps_run == 0
 
 
@@ -93,7 +96,7 @@ def test_bad_requests_are_typed_errors_before_any_compute(model: NativeModel, tm
 def test_stop_token_ends_the_stream_without_text(
     model: NativeModel, monkeypatch: pytest.MonkeyPatch, piece: str
 ) -> None:
-    engine = NativeEngine(model)
+    engine = native_engine(model)
     params = dataclasses.replace(GREEDY, max_new_tokens=20)
     before_stop, limited = answer(
         engine, Request(turns=QUESTION, params=dataclasses.replace(params, max_new_tokens=3))
@@ -122,7 +125,7 @@ def test_stop_token_ends_the_stream_without_text(
 
 
 def test_cancel_from_the_consumer_stops_within_one_step(model: NativeModel) -> None:
-    engine = NativeEngine(model)
+    engine = native_engine(model)
     cancel = threading.Event()
     params = dataclasses.replace(GREEDY, max_new_tokens=60)
     items: list[StreamItem] = []
@@ -139,7 +142,7 @@ def test_cancel_from_the_consumer_stops_within_one_step(model: NativeModel) -> N
 
 
 def test_cancel_from_another_thread_stops_within_one_step(model: NativeModel) -> None:
-    engine = NativeEngine(model)
+    engine = native_engine(model)
     cancel, first_delta = threading.Event(), threading.Event()
     items: list[StreamItem] = []
 
@@ -163,7 +166,7 @@ def test_cancel_from_another_thread_stops_within_one_step(model: NativeModel) ->
 
 
 def test_cancelled_before_start_and_closed_generators_compute_nothing_more(model: NativeModel) -> None:
-    engine = NativeEngine(model)
+    engine = native_engine(model)
     cancel = threading.Event()
     cancel.set()
     items = list(engine.stream(Request(turns=QUESTION, params=GREEDY), cancel))
@@ -178,15 +181,13 @@ def test_cancelled_before_start_and_closed_generators_compute_nothing_more(model
 
 
 def test_concurrent_requests_give_the_sequential_results(model: NativeModel) -> None:
-    engine = NativeEngine(model)
+    engine = native_engine(model)
     requests = [
-        Request(turns=QUESTION, params=GREEDY, session_id=engine.open_session()),
-        Request(
-            turns=(Turn("user", "List three colours."),), params=GREEDY, session_id=engine.open_session()
-        ),
+        Request(turns=QUESTION, params=GREEDY, session_id="first"),
+        Request(turns=(Turn("user", "List three colours."),), params=GREEDY, session_id="second"),
         Request(turns=QUESTION, params=dataclasses.replace(GREEDY, do_sample=True, seed=3)),
     ]
-    sequential = [answer(NativeEngine(model), r)[0] for r in requests]
+    sequential = [answer(native_engine(model), r)[0] for r in requests]
     results: dict[int, str] = {}
 
     def run(index: int) -> None:
@@ -200,17 +201,12 @@ def test_concurrent_requests_give_the_sequential_results(model: NativeModel) -> 
     assert [results.get(i) for i in range(len(requests))] == sequential
 
 
-def test_sessions_open_close_and_engine_close(model: NativeModel) -> None:
-    engine = NativeEngine(model)
-    session = engine.open_session()
-    assert session != engine.open_session()
-    answer(engine, Request(turns=QUESTION, params=GREEDY, session_id=session))
-    assert engine.sessions.idle_ids == [session]
-    engine.close_session(session)
-    assert engine.sessions.idle_ids == []
-    _, reopened = answer(engine, Request(turns=QUESTION, params=GREEDY, session_id=session))
-    assert reopened.cached_tokens == 0
+def test_a_session_is_kept_between_turns_and_close_ends_the_engine(model: NativeModel) -> None:
+    engine = native_engine(model)
+    answer(engine, Request(turns=QUESTION, params=GREEDY, session_id="conversation"))
+    assert engine.sessions.idle_ids == ["conversation"]
     engine.close()
+    assert engine.sessions.idle_ids == []
     with pytest.raises(EngineUnavailable, match="shut down"):
         list(engine.stream(Request(turns=QUESTION, params=GREEDY)))
 
@@ -226,9 +222,9 @@ def test_decode_steps_pass_no_image_mask_and_prefill_masks_stay_on_the_cpu(
         masks.append(im_mask)
         return real(embeds, im_mask, *args, **kwargs)
 
-    expected, _ = answer(NativeEngine(model), Request(turns=QUESTION, params=GREEDY))
+    expected, _ = answer(native_engine(model), Request(turns=QUESTION, params=GREEDY))
     monkeypatch.setattr(model, "forward", recording)
-    text, finished = answer(NativeEngine(model), Request(turns=QUESTION, params=GREEDY))
+    text, finished = answer(native_engine(model), Request(turns=QUESTION, params=GREEDY))
     assert text == expected
     assert finished.generated_tokens >= 2
     assert len(masks) == finished.generated_tokens
@@ -253,7 +249,7 @@ def test_prefill_continues_the_answer_and_counts_for_the_repetition_penalty(
 
     monkeypatch.setattr(generate, "process_logits", recording)
     prefill = "The best picture is"
-    engine = NativeEngine(model)
+    engine = native_engine(model)
     text, finished = answer(engine, Request(turns=QUESTION, params=GREEDY, prefill=prefill))
     assert seen_at_start == [model.tokenizer.encode(prefill, bos=False)]
     assert not text.startswith(prefill)
@@ -273,4 +269,4 @@ def test_images_are_read_as_the_media_module_reads_uploads(tmp_path: Path) -> No
     for path, expected in cases:
         ref = ImageRef(key=path.name, path=str(path), width=expected.width, height=expected.height)
         segment = ImageSegment(image=ref, hd_num=24, grid=(1, 1), num_tokens=841)
-        assert torch.equal(load_image_pixels(segment), hd.hd_transform(expected, 24).pixel_values)
+        assert torch.equal(image_pixels(segment, load_rgb), hd.hd_transform(expected, 24).pixel_values)

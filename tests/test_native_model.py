@@ -18,13 +18,15 @@ from PIL import Image
 from ixc_app.engines.base import BadRequest
 from ixc_app.engines.native import NativeModel
 from ixc_app.engines.native.config import ModelConfig, RopeScaling, VisionConfig
-from ixc_app.engines.native.model import load_image_pixels, rope_base, rope_tables
+from ixc_app.engines.native.model import rope_base, rope_tables
+from ixc_app.engines.native.pixels import image_pixels
 from ixc_app.engines.native.tiny import random_state
 from ixc_app.engines.native.vision import layout_tokens, split_views
 from ixc_app.ixc import hd
 from ixc_app.ixc.grid import image_token_count
 from ixc_app.ixc.prompt import ImageRef, ImageSegment, Prompt, TextSegment, Turn
 from ixc_app.ixc.template import build_prompt
+from ixc_app.media import load_rgb
 
 TASKS = {"lora_sft": 4, "lora_dpo": 4, "lora_web": 4}
 
@@ -407,7 +409,7 @@ def save_image(path: Path, size: tuple[int, int], seed: int) -> ImageRef:
     return ImageRef(key=path.stem, path=str(path), width=size[0], height=size[1])
 
 
-def test_load_image_pixels_uses_the_hd_partition_or_the_strip_as_is(tmp_path: Path) -> None:
+def test_image_pixels_uses_the_hd_partition_or_the_strip_as_is(tmp_path: Path) -> None:
     photo = save_image(tmp_path / "photo.png", (700, 400), 0)
     strip = dataclasses.replace(save_image(tmp_path / "strip.png", (560, 1120), 1), is_video=True)
     with Image.open(photo.path) as im:
@@ -415,8 +417,8 @@ def test_load_image_pixels_uses_the_hd_partition_or_the_strip_as_is(tmp_path: Pa
     with Image.open(strip.path) as im:
         expected_strip = hd.normalize(im.convert("RGB"))
 
-    got_photo = load_image_pixels(ImageSegment(photo, 6, (1, 2), image_token_count(1, 2)))
-    got_strip = load_image_pixels(ImageSegment(strip, 6, (2, 1), image_token_count(2, 1)))
+    got_photo = image_pixels(ImageSegment(photo, 6, (1, 2), image_token_count(1, 2)), load_rgb)
+    got_strip = image_pixels(ImageSegment(strip, 6, (2, 1), image_token_count(2, 1)), load_rgb)
 
     assert torch.equal(got_photo, expected_photo)
     assert torch.equal(got_strip, expected_strip)
@@ -430,11 +432,11 @@ def test_logits_of_a_template_prompt(tiny_checkpoint: Path, tmp_path: Path) -> N
     with Image.open(image.path) as im:
         pixels = hd.hd_transform(im.convert("RGB"), 24).pixel_values
 
-    from_file = model.logits(prompt)
+    from_file = model.logits(prompt, {image.key: image_pixels(prompt.images[0], load_rgb)})
     assert from_file.shape == (prompt.num_tokens, 92544)
     assert from_file.dtype == torch.float32
     last = from_file[-1]
     del from_file
-    assert torch.equal(model.logits(prompt, image_pixels={image.key: pixels})[-1], last)
-    other = model.logits(prompt, image_pixels={image.key: torch.flip(pixels, dims=[3])})[-1]
+    assert torch.equal(model.logits(prompt, {image.key: pixels})[-1], last)
+    other = model.logits(prompt, {image.key: torch.flip(pixels, dims=[3])})[-1]
     assert (other - last).abs().max() > 1e-4

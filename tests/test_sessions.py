@@ -8,22 +8,25 @@ answer starts from must equal those of a cold prefill of the whole transcript.
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Callable, Hashable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import native_engine
 from PIL import Image
 
 from ixc_app.engines.base import Delta, Finished, GenerationParams, Request
 from ixc_app.engines.native import KVCache, NativeModel, generate
 from ixc_app.engines.native.engine import NativeEngine
-from ixc_app.engines.native.model import load_image_pixels
+from ixc_app.engines.native.pixels import image_pixels
 from ixc_app.engines.native.sessions import FeatureCache, SessionStore, reusable_prefix
 from ixc_app.ixc.prompt import ImageRef, ImageSegment, Prompt, TextSegment, Turn
 from ixc_app.ixc.template import build_prompt, prompt_prefix_len
 from ixc_app.ixc.tokenizer import Tokenizer
+from ixc_app.media import load_rgb
 
 GREEDY = GenerationParams(max_new_tokens=6, do_sample=False)
 
@@ -99,7 +102,7 @@ def use_with_cache(store: SessionStore, session_id: str, tokens: int) -> None:
 
 def test_store_evicts_least_recently_used_idle_sessions_beyond_the_budget() -> None:
     store = SessionStore(budget_bytes=3 * 80)
-    ids = [store.open() for _ in range(4)]
+    ids = [uuid.uuid4().hex for _ in range(4)]
     for i in ids[:3]:
         use_with_cache(store, i, 10)
     assert store.idle_ids == ids[:3]
@@ -117,16 +120,16 @@ def test_store_evicts_least_recently_used_idle_sessions_beyond_the_budget() -> N
     assert store.nbytes == 0
 
 
-def test_store_never_shares_a_busy_session_and_forgets_closed_ones() -> None:
+def test_store_never_shares_a_busy_session_and_forgets_cleared_ones() -> None:
     store = SessionStore(budget_bytes=10**6)
-    session_id = store.open()
+    session_id = uuid.uuid4().hex
     with store.use(session_id) as first:
         first.cache = fake_cache(5)
         with store.use(session_id) as second:
             assert second is not first
             assert second.id is None
             second.cache = fake_cache(5)
-        store.close(session_id)
+        store.clear()
     assert first.cache is None
     assert store.nbytes == 0
     with store.use("from-before-a-restart") as fresh:
@@ -144,7 +147,7 @@ def test_store_holds_a_bounded_number_of_sessions_and_drops_evicted_ones() -> No
         use_with_cache(store, session_id, 1)
         assert len(store) <= 3
     assert store.idle_ids == ids[-3:]
-    for session_id in (store.open() for _ in range(50)):
+    for session_id in (uuid.uuid4().hex for _ in range(50)):
         with store.use(session_id):
             pass
     assert len(store) == 3
@@ -206,7 +209,7 @@ def model(tiny_checkpoint: Path) -> NativeModel:
 
 def cold_logits(model: NativeModel, prompt: Prompt, mode: str = "base") -> torch.Tensor:
     """Next-token logits of a whole prompt from an empty cache, images encoded afresh."""
-    embeds, im_mask = model.embed_prompt(prompt, lambda s: model.encode_image(load_image_pixels(s)))
+    embeds, im_mask = model.embed_prompt(prompt, lambda s: model.encode_image(image_pixels(s, load_rgb)))
     return model.forward(embeds, im_mask, model.new_cache(prompt.num_tokens), mode, last_only=True)[-1]
 
 
@@ -247,8 +250,8 @@ def test_follow_up_regenerate_and_edit_match_a_cold_prefill(
     model: NativeModel, images: list[ImageRef], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     starts = StartLogits(monkeypatch)
-    engine = NativeEngine(model)
-    session = engine.open_session()
+    engine = native_engine(model)
+    session = uuid.uuid4().hex
     answer, first = ask(engine, conversation(images, "")[:1], session)
     assert first.cached_tokens == 0
 
@@ -282,8 +285,8 @@ def test_evicted_session_rebuilds_from_the_transcript(
     model: NativeModel, images: list[ImageRef], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     starts = StartLogits(monkeypatch)
-    engine = NativeEngine(model, cache_budget_bytes=1)
-    session = engine.open_session()
+    engine = native_engine(model, cache_budget_bytes=1)
+    session = uuid.uuid4().hex
     answer, _ = ask(engine, conversation(images, "")[:1], session)
     assert engine.sessions.nbytes == 0
     turns = conversation(images, answer)
@@ -303,7 +306,7 @@ def test_feature_cache_hit_skips_the_vision_tower(
         return real(pixels)
 
     monkeypatch.setattr(model, "encode_image", counting_encode)
-    engine = NativeEngine(model)
+    engine = native_engine(model)
     turns = (Turn("user", "Describe it.", (images[0],)),)
     ask(engine, turns, None)
     ask(engine, turns, None)
@@ -313,7 +316,7 @@ def test_feature_cache_hit_skips_the_vision_tower(
     ask(engine, two, None)
     assert len(encoded) == 3  # the first image again, at the multi-image crop budget, and the second one
 
-    uncached = NativeEngine(model, feature_cache_bytes=0)
+    uncached = native_engine(model, feature_cache_bytes=0)
     ask(uncached, turns, None)
     ask(uncached, turns, None)
     assert len(encoded) == 5
@@ -321,8 +324,8 @@ def test_feature_cache_hit_skips_the_vision_tower(
 
 def test_session_state_survives_a_closed_stream(model: NativeModel, images: list[ImageRef]) -> None:
     """A consumer that stops reading mid-answer leaves a cache that still matches what it holds."""
-    engine = NativeEngine(model)
-    session = engine.open_session()
+    engine = native_engine(model)
+    session = uuid.uuid4().hex
     params = dataclasses.replace(GREEDY, max_new_tokens=40)
     first_turn = (Turn("user", "Tell me about this.", (images[0],)),)
     stream = engine.stream(Request(turns=first_turn, params=params, session_id=session))

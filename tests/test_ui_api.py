@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 from app_harness import FAST, RunningApp, app_settings, start_app, write_mp4, write_png
+from conftest import native_engine
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from ixc_app.engines.base import Delta, EngineCapabilities, EngineUnavailable, Finished, Request, StreamItem
+from ixc_app.ixc.tokenizer import Tokenizer
 from ixc_app.ui.identity import format_handle, parse_handle
 
 API_PARAMETERS = [
@@ -159,19 +161,17 @@ def test_two_clients_never_see_each_others_conversations(app: RunningApp) -> Non
 def test_a_conversation_resumes_after_a_restart(
     tmp_path: Path, tiny_checkpoint: Path, media: dict[str, Path]
 ) -> None:
-    from ixc_app.engines.native.engine import NativeEngine
-
     data_dir = tmp_path / "data"
-    before = NativeEngine.from_pretrained(tiny_checkpoint, is_demo_model=True)
-    first = start_app(app_settings(data_dir, tiny_checkpoint), before)
+    before = native_engine(tiny_checkpoint, is_demo_model=True)
+    first = start_app(app_settings(data_dir), before)
     try:
         handle = send(first.client(), "Remember this picture.", (media["red"],))[-1][1]
     finally:
         first.close()
         before.close()
 
-    after = NativeEngine.from_pretrained(tiny_checkpoint, is_demo_model=True)
-    second = start_app(app_settings(data_dir, tiny_checkpoint), after)
+    after = native_engine(tiny_checkpoint, is_demo_model=True)
+    second = start_app(app_settings(data_dir), after)
     try:
         send(second.client(), "What colour was it?", (), handle)
         conv = second.store.get(*parse_handle(handle))
@@ -193,7 +193,8 @@ class FlakyFakeEngine:
 
     capabilities = EngineCapabilities(name="flaky-fake", context_length=4096)
 
-    def __init__(self) -> None:
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
         self.failures_left = 1
         self.lock = threading.Lock()
 
@@ -206,12 +207,6 @@ class FlakyFakeEngine:
         yield Delta("wer, then all of it.")
         yield Finished("stop", prompt_tokens=10, generated_tokens=5)
 
-    def open_session(self) -> str:
-        return "fake"
-
-    def close_session(self, session_id: str) -> None:
-        pass
-
     def close(self) -> None:
         pass
 
@@ -219,7 +214,9 @@ class FlakyFakeEngine:
 def test_an_engine_failure_is_one_sentence_and_the_conversation_survives(
     tmp_path: Path, tiny_checkpoint: Path
 ) -> None:
-    running = start_app(app_settings(tmp_path / "data", tiny_checkpoint), FlakyFakeEngine())
+    running = start_app(
+        app_settings(tmp_path / "data"), FlakyFakeEngine(Tokenizer.from_file(tiny_checkpoint))
+    )
     try:
         client = running.client()
         job = client.submit("First question", [], "", api_name="/chat")

@@ -21,7 +21,8 @@ Operations (each returns a new Conversation; `ConversationError` carries a one-s
 
 Conversions:
 - `to_request(conv, tokenizer, media_path, *, context_budget, max_new_tokens_cap=None, session_id=None)
-  -> PreparedRequest(request, dropped_messages, prompt_tokens)`; raises `ContextBudgetExceeded`.
+  -> PreparedRequest(request, dropped_messages, prompt_tokens)`; raises `ContextBudgetExceeded` (one
+  sentence: what to cut).
 - `to_chatbot(conv, media_path) -> list[{"role", "content"}]`: one Chatbot message per conversation message.
 - `media_path` is any `key -> path` function, normally `store.media.path`.
 
@@ -58,11 +59,12 @@ from ixc_app.chat.conversation import (
 )
 from ixc_app.chat.display import to_chatbot
 from ixc_app.chat.ingest import ingest_upload, media_limits
-from ixc_app.chat.request import MediaPath, PreparedRequest, hd_nums, to_request
+from ixc_app.chat.request import ContextBudgetExceeded, MediaPath, PreparedRequest, hd_nums, to_request
 
 __all__ = [
     "DEFAULT_TITLE",
     "ChatSettings",
+    "ContextBudgetExceeded",
     "Conversation",
     "ConversationError",
     "Feedback",

@@ -13,8 +13,16 @@ from pathlib import Path
 
 from ixc_app.chat.conversation import MediaItem
 from ixc_app.config import Limits
-from ixc_app.ixc.video import LABEL_BAND, VideoError, frame_size, video_composite, video_transform
-from ixc_app.media import VIDEO_STRIP, MediaLimits, MediaStore, StoredMedia, UnreadableVideo
+from ixc_app.ixc.video import LABEL_BAND, frame_size, video_transform
+from ixc_app.media import (
+    VIDEO_STRIP,
+    MediaLimits,
+    MediaStore,
+    StoredMedia,
+    UnreadableVideo,
+    VideoError,
+    video_composite,
+)
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,16 @@ from pathlib import Path
 
 from ixc_app.chat.conversation import ChatSettings, Conversation, ConversationError, MediaItem, Message
 from ixc_app.engines.base import Request
-from ixc_app.ixc.budget import fit_to_context
+from ixc_app.ixc.budget import ContextBudgetExceeded, fit_to_context
 from ixc_app.ixc.prompt import ImageRef, Turn
 from ixc_app.ixc.template import CHAT_META
 from ixc_app.ixc.tokenizer import Tokenizer
 
 MediaPath = Callable[[str], Path | str]
 """Where the media store keeps the file of a key (`MediaStore.path`)."""
+
+
+__all__ = ["ContextBudgetExceeded", "MediaPath", "PreparedRequest", "hd_nums", "image_ref", "to_request"]
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,8 @@ def to_request(
     """The request answering the conversation's last user message.
 
     An empty, unfinished answer after it (the one about to be streamed into) is ignored. `max_new_tokens` is
-    capped by `max_new_tokens_cap` and reserved in the budget. Raises `ContextBudgetExceeded` (from
-    `ixc_app.ixc.budget`) when the last message alone does not fit.
+    capped by `max_new_tokens_cap` and reserved in the budget. Raises `ContextBudgetExceeded` when the last
+    message alone does not fit.
     """
     messages = conv.messages
     if (

@@ -1,19 +1,28 @@
 """The one protocol every engine implements, and the request and result shapes it speaks.
 
 Chat, the composer and edits all go through `Engine.stream`, so an engine that implements it gets every
-feature. What differs between engines (task LoRA modes, server-side sessions, how many requests may run at
-once) is declared in `EngineCapabilities`, never sniffed. This module imports no torch and no gradio: the UI
-may import it.
+feature. What differs between engines (task LoRA modes, assistant prefill, beam search, stop strings, prefix
+caching, how many requests may run at once) is declared in `EngineCapabilities`, never sniffed; a caller that
+needs a capability an engine lacks refuses or emulates it in one place. This module imports no torch and no
+gradio: the UI may import it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from ixc_app.ixc.prompt import Mode, Turn
+from ixc_app.ixc.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+ImageReader = Callable[[str], "Image.Image"]
+"""Reads a stored, validated image file as RGB, the way uploads are read (`ixc_app.media.load_rgb`); an
+engine that needs pixels receives one in its constructor instead of importing the app's media code."""
 
 FinishReason = Literal["stop", "length", "cancelled"]
 
@@ -29,6 +38,8 @@ class GenerationParams:
     top_k: int = 50
     repetition_penalty: float = 1.005
     seed: int | None = None
+    num_beams: int = 1
+    length_penalty: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -36,8 +47,10 @@ class Request:
     """A whole conversation to answer: history turns and the current user turn, last.
 
     `meta_instruction` None means no system turn. `prefill` starts the assistant answer (the composer uses
-    it); the streamed text continues after it. `session_id` lets an engine with server-side sessions reuse
-    what it kept from the previous turn of the same conversation.
+    it; needs `supports_prefill`); the streamed text continues after it. The answer ends before the first of
+    the `stop` strings it would contain (the stop string itself is not part of the answer), with finish
+    reason "stop". `session_id` lets the native engine reuse what it kept from the previous turn of the same
+    conversation, until its content-keyed prefix cache replaces that.
     """
 
     turns: tuple[Turn, ...]
@@ -45,6 +58,7 @@ class Request:
     mode: Mode = "base"
     meta_instruction: str | None = None
     prefill: str = ""
+    stop: tuple[str, ...] = ()
     session_id: str | None = None
     hd_num_single: int = 24
     hd_num_multi: int = 6
@@ -74,9 +88,24 @@ StreamItem = Delta | Finished
 
 @dataclass(frozen=True)
 class EngineCapabilities:
+    """What an engine can do, declared once so callers never guess.
+
+    - `modes`: the inference modes it serves ("base", and "write"/"web" where the task LoRAs are there).
+    - `supports_prefill`: `Request.prefill` is honoured (an OpenAI-style server has no assistant prefill).
+    - `supports_beam_search`: `GenerationParams.num_beams` > 1 is honoured.
+    - `supports_stop`: `Request.stop` strings end the answer.
+    - `prefix_cache`: the engine reuses the work of prompt prefixes it has seen, by content, for any caller.
+    - `max_concurrency`: requests it answers at once; callers size their queues by it.
+    - `context_length`: prompt plus answer tokens it holds.
+    - `is_demo_model`: it runs the tiny random-weight checkpoint, whose answers are noise.
+    """
+
     name: str
     modes: frozenset[str] = frozenset({"base"})
-    server_side_sessions: bool = False
+    supports_prefill: bool = True
+    supports_beam_search: bool = False
+    supports_stop: bool = True
+    prefix_cache: bool = False
     max_concurrency: int = 1
     context_length: int = 16384
     is_demo_model: bool = False
@@ -98,12 +127,26 @@ class EngineUnavailable(EngineError):
     pass
 
 
+class RetryableError(EngineError):
+    """A temporary failure: the same request may well succeed if sent again shortly."""
+
+
+class Overloaded(RetryableError):
+    """The engine (or the server behind it) has no room for the request now."""
+
+
+class TimedOut(RetryableError):
+    """The engine did not answer within its time limit."""
+
+
 class Cancelled(EngineError):
     """Work stopped because the caller cancelled it; a stream reports this as finish_reason "cancelled"."""
 
 
 class Engine(Protocol):
     capabilities: EngineCapabilities
+    tokenizer: Tokenizer
+    """The model's tokenizer, for token budgets and counts before a request is sent."""
 
     def stream(self, request: Request, cancel: threading.Event | None = None) -> Iterator[StreamItem]:
         """Yield `Delta`s then exactly one `Finished`.
@@ -112,9 +155,5 @@ class Engine(Protocol):
         generator; the stream then ends with `Finished(finish_reason="cancelled")` if it is still consumed.
         """
         ...
-
-    def open_session(self) -> str: ...
-
-    def close_session(self, session_id: str) -> None: ...
 
     def close(self) -> None: ...

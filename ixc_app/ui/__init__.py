@@ -1,21 +1,17 @@
 """The web UI: Gradio 6 Blocks, event wiring and the public `/chat` API. No torch and no engine implementation
-here: the engine arrives as an `ixc_app.engines.base.Engine`.
+here: the engine arrives inside `bootstrap.Services`, behind the `Engine` protocol.
 
-`build_app(settings, engine, store)` returns the Blocks; `launch(demo, settings)` serves it with safe
-defaults.
+`build_app(services)` returns the Blocks; `launch(demo, settings)` serves it with safe defaults.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from ixc_app.config import Settings
-from ixc_app.engines.base import Engine
-from ixc_app.ixc.tokenizer import TOKENIZER_FILE, Tokenizer
-from ixc_app.store import Store
 from ixc_app.ui.api import ChatApi
 from ixc_app.ui.chat_events import wire_chat
 from ixc_app.ui.chat_handlers import ChatHandlers
@@ -23,8 +19,9 @@ from ixc_app.ui.examples import chat_examples
 from ixc_app.ui.launch import launch
 from ixc_app.ui.layout import chat_tab, header
 from ixc_app.ui.samples import ensure_samples, samples_folder
-from ixc_app.ui.service import ChatService
-from ixc_app.ui.streaming import EngineRunner
+
+if TYPE_CHECKING:
+    from ixc_app.bootstrap import Services
 
 __all__ = ["build_app", "launch"]
 
@@ -33,23 +30,20 @@ UPLOAD_CACHE_SWEEP = (3600, 24 * 3600)
 """Every hour, delete raw uploads older than a day (validated copies live in the media store)."""
 
 
-def build_app(settings: Settings, engine: Engine, store: Store) -> gr.Blocks:
-    if settings.model_path is None:
-        raise ValueError("Settings were not prepared: build_app needs settings from config.prepare().")
+def build_app(services: Services) -> gr.Blocks:
+    settings, service, capabilities = services.settings, services.chat, services.engine.capabilities
     # Gradio keeps uploads, and copies of the files it serves, in GRADIO_TEMP_DIR, read from the environment
     # whenever it needs it (also while the components below are built). app.py points it at the data dir's
     # upload folder before Gradio is imported; where nothing has set it, that folder is used from here on.
     Path(os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.upload_dir))).mkdir(
         parents=True, exist_ok=True
     )
-    tokenizer = Tokenizer.from_file(settings.model_path / TOKENIZER_FILE)
-    service = ChatService(settings, EngineRunner(engine), store, tokenizer)
     examples = chat_examples(ensure_samples(samples_folder(settings.data_dir)))
     handlers = ChatHandlers(service, examples)
     with gr.Blocks(title="IXC-2.5 Studio", delete_cache=UPLOAD_CACHE_SWEEP, analytics_enabled=False) as demo:
-        header(engine.capabilities.is_demo_model)
+        header(capabilities.is_demo_model)
         with gr.Tabs(), gr.Tab("Chat", id="chat"):
             view = chat_tab(settings, service.default_settings(), examples)
-        wire_chat(demo, view, handlers, ChatApi(service), engine.capabilities.max_concurrency)
+        wire_chat(demo, view, handlers, ChatApi(service), capabilities.max_concurrency)
     demo.queue(max_size=QUEUE_MAX_SIZE)
     return demo

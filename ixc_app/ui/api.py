@@ -19,10 +19,10 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from ixc_app.ui.chat_handlers import user_errors
+from ixc_app.chat.service import AnswerFailed, ChatService, Draft
+from ixc_app.ui.errors import user_errors
 from ixc_app.ui.identity import format_handle, new_owner, parse_handle
-from ixc_app.ui.service import AnswerFailed, ChatService, Draft
-from ixc_app.ui.settings_form import settings_from_form
+from ixc_app.ui.settings_form import SETTING_NAMES, settings_from_form
 
 API_DESCRIPTION = (
     "Send a message with optional images and videos and stream the answer. Pass an empty conversation_id to "
@@ -58,18 +58,8 @@ class ChatApi:
         """
         draft = Draft(text=message or "", files=tuple(files or ()))
         handle = (conversation_id or "").strip()
-        form = [
-            max_new_tokens,
-            temperature,
-            top_p,
-            top_k,
-            repetition_penalty,
-            seed,
-            hd_num_single,
-            hd_num_multi,
-            image_mode,
-            use_meta,
-        ]
+        arguments = locals()
+        form = {name: arguments[name] for name in SETTING_NAMES}
         with user_errors():
             owner, existing = parse_handle(handle) if handle else (new_owner(), "")
             settings = settings_from_form(form, self.service.limits)

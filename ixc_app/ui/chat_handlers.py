@@ -8,7 +8,6 @@ sentence; the conversation on disk is never left half-changed.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,6 +16,7 @@ from typing import Any
 import gradio as gr
 
 from ixc_app.chat import (
+    ContextBudgetExceeded,
     Conversation,
     PreparedRequest,
     edit_user_message,
@@ -26,23 +26,13 @@ from ixc_app.chat import (
     undo,
     with_settings,
 )
-from ixc_app.ixc.budget import ContextBudgetExceeded
+from ixc_app.chat.service import AnswerFailed, ChatService, Draft, user_text
+from ixc_app.ui.errors import user_errors
 from ixc_app.ui.examples import Example
 from ixc_app.ui.identity import BrowserSession
-from ixc_app.ui.service import AnswerFailed, ChatService, Draft, UserFacingError, user_text
-from ixc_app.ui.settings_form import form_values, settings_from_form
+from ixc_app.ui.settings_form import by_name, form_values, settings_from_form
 
 log = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the errors a user can act on into Gradio errors that carry their sentence verbatim."""
-    try:
-        yield
-    except UserFacingError as exc:
-        log.info("rejected: %s", exc)
-        raise gr.Error(str(exc), print_exception=False) from exc
 
 
 def locked_textbox() -> gr.MultimodalTextbox:
@@ -182,7 +172,7 @@ class ChatHandlers:
         session = browser_session(stored)
         draft = _draft(message)
         with user_errors():
-            settings = settings_from_form(list(settings_values), self.service.limits)
+            settings = settings_from_form(by_name(settings_values), self.service.limits)
             conv = self.service.open_or_new(session.owner, session.conversation, settings)
             self.service.check_draft(draft, conv)
             media = self.service.ingest(draft.files, lambda fraction, desc: progress(fraction, desc=desc))
@@ -201,7 +191,7 @@ class ChatHandlers:
         session = browser_session(stored)
         conv = self._require_current(session)
         with user_errors():
-            conv = with_settings(conv, settings_from_form(list(settings_values), self.service.limits))
+            conv = with_settings(conv, settings_from_form(by_name(settings_values), self.service.limits))
             try:
                 prepared = self.service.prepare(conv)
             except ContextBudgetExceeded as exc:

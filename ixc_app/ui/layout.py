@@ -6,14 +6,20 @@ reads like a list of events and the layout like a page.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import gradio as gr
 
 from ixc_app.chat import ChatSettings
 from ixc_app.config import Settings
 from ixc_app.ui.examples import Example
-from ixc_app.ui.settings_form import MAX_HD_NUM, MAX_REPETITION_PENALTY, MAX_TEMPERATURE, MAX_TOP_K
+from ixc_app.ui.settings_form import (
+    MAX_HD_NUM,
+    MAX_REPETITION_PENALTY,
+    MAX_TEMPERATURE,
+    MAX_TOP_K,
+    SETTING_NAMES,
+)
 
 LATEX_DELIMITERS = [
     {"left": "$$", "right": "$$", "display": True},
@@ -30,7 +36,7 @@ IMAGE_MODES = [
 
 @dataclass(frozen=True)
 class SettingsPanel:
-    """Generation settings, in the order the `/chat` API takes them."""
+    """Generation settings, one component per name of `settings_form.SETTING_NAMES`."""
 
     max_new_tokens: gr.Slider
     temperature: gr.Slider
@@ -45,7 +51,8 @@ class SettingsPanel:
 
     @property
     def components(self) -> list[gr.components.Component]:
-        return [getattr(self, f.name) for f in fields(self)]
+        """The components in `SETTING_NAMES` order, the order handlers receive their values in."""
+        return [getattr(self, name) for name in SETTING_NAMES]
 
 
 @dataclass(frozen=True)
@@ -161,16 +168,16 @@ def settings_panel(settings: Settings, defaults: ChatSettings) -> SettingsPanel:
             info="The model's own introduction, sent before the conversation.",
         )
     return SettingsPanel(
-        max_new_tokens,
-        temperature,
-        top_p,
-        top_k,
-        repetition_penalty,
-        seed,
-        hd_num_single,
-        hd_num_multi,
-        image_mode,
-        use_meta,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        repetition_penalty=repetition_penalty,
+        seed=seed,
+        hd_num_single=hd_num_single,
+        hd_num_multi=hd_num_multi,
+        image_mode=image_mode,
+        use_meta=use_meta,
     )
 
 

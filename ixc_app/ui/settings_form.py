@@ -1,19 +1,34 @@
 """Between the settings panel (and the `/chat` API's parameters) and `ChatSettings`, checked on the way in.
 
-API clients can send any number, so every value is range-checked here with a sentence naming the setting,
-rather than trusting the sliders' ranges.
+The settings are keyed by name, and `SETTING_NAMES` is the one order there is: the panel's components, the
+values Gradio passes to a handler, and the `/chat` API's optional parameters all follow it. API clients can
+send any number, so every value is range-checked here with a sentence naming the setting, rather than
+trusting the sliders' ranges.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ixc_app.chat import ChatSettings
+from ixc_app.chat.service import InputRejected
 from ixc_app.config import Limits
 from ixc_app.engines.base import GenerationParams
-from ixc_app.ui.service import InputRejected
 
+SETTING_NAMES = (
+    "max_new_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "repetition_penalty",
+    "seed",
+    "hd_num_single",
+    "hd_num_multi",
+    "image_mode",
+    "use_meta",
+)
 IMAGE_MODE_VALUES = ("auto", "single", "multi")
 MAX_TEMPERATURE = 2.0
 MAX_TOP_K = 200
@@ -38,43 +53,52 @@ def _integer(name: str, value: Any, low: int, high: int) -> int:
     return int(number)
 
 
-def settings_from_form(values: list[Any], limits: Limits) -> ChatSettings:
-    """`ChatSettings` from the panel's values, in `SettingsPanel.components` order."""
-    (max_new, temperature, top_p, top_k, penalty, seed, hd_single, hd_multi, image_mode, use_meta) = values
+def by_name(values: Sequence[Any]) -> dict[str, Any]:
+    """The values Gradio passes for the panel's components (in `SETTING_NAMES` order), keyed by name."""
+    return dict(zip(SETTING_NAMES, values, strict=True))
+
+
+def settings_from_form(values: Mapping[str, Any], limits: Limits) -> ChatSettings:
+    """`ChatSettings` from the panel's values, keyed by `SETTING_NAMES`."""
+    v = values
+    image_mode = v["image_mode"]
     if image_mode not in IMAGE_MODE_VALUES:
         raise InputRejected(
             f"Image detail must be one of {', '.join(IMAGE_MODE_VALUES)}, not {image_mode!r}."
         )
-    seed_value = _integer("Seed", -1 if seed is None else seed, -1, 2**63 - 1)
+    seed_value = _integer("Seed", -1 if v["seed"] is None else v["seed"], -1, 2**63 - 1)
     params = GenerationParams(
-        max_new_tokens=_integer("Max new tokens", max_new, 1, limits.max_new_tokens),
-        temperature=_number("Temperature", temperature, 0.0, MAX_TEMPERATURE),
-        top_p=_number("Top-p", top_p, 0.01, 1.0),
-        top_k=_integer("Top-k", top_k, 0, MAX_TOP_K),
-        repetition_penalty=_number("Repetition penalty", penalty, 1.0, MAX_REPETITION_PENALTY),
+        max_new_tokens=_integer("Max new tokens", v["max_new_tokens"], 1, limits.max_new_tokens),
+        temperature=_number("Temperature", v["temperature"], 0.0, MAX_TEMPERATURE),
+        top_p=_number("Top-p", v["top_p"], 0.01, 1.0),
+        top_k=_integer("Top-k", v["top_k"], 0, MAX_TOP_K),
+        repetition_penalty=_number(
+            "Repetition penalty", v["repetition_penalty"], 1.0, MAX_REPETITION_PENALTY
+        ),
         seed=None if seed_value < 0 else seed_value,
     )
     return ChatSettings(
         params=params,
-        hd_num_single=_integer("Crops for full detail", hd_single, 1, MAX_HD_NUM),
-        hd_num_multi=_integer("Crops for less detail", hd_multi, 1, MAX_HD_NUM),
+        hd_num_single=_integer("Crops for full detail", v["hd_num_single"], 1, MAX_HD_NUM),
+        hd_num_multi=_integer("Crops for less detail", v["hd_num_multi"], 1, MAX_HD_NUM),
         image_mode=image_mode,
-        use_meta=bool(use_meta),
+        use_meta=bool(v["use_meta"]),
     )
 
 
 def form_values(settings: ChatSettings) -> list[Any]:
-    """The panel's values for `settings`, in `SettingsPanel.components` order."""
+    """The panel's values for `settings`, in `SETTING_NAMES` order."""
     p = settings.params
-    return [
-        p.max_new_tokens,
-        p.temperature,
-        p.top_p,
-        p.top_k,
-        p.repetition_penalty,
-        -1 if p.seed is None else p.seed,
-        settings.hd_num_single,
-        settings.hd_num_multi,
-        settings.image_mode,
-        settings.use_meta,
-    ]
+    values = {
+        "max_new_tokens": p.max_new_tokens,
+        "temperature": p.temperature,
+        "top_p": p.top_p,
+        "top_k": p.top_k,
+        "repetition_penalty": p.repetition_penalty,
+        "seed": -1 if p.seed is None else p.seed,
+        "hd_num_single": settings.hd_num_single,
+        "hd_num_multi": settings.hd_num_multi,
+        "image_mode": settings.image_mode,
+        "use_meta": settings.use_meta,
+    }
+    return [values[name] for name in SETTING_NAMES]

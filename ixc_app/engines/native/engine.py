@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 
-from ixc_app.config import DEFAULT_FEATURE_CACHE_BUDGET, DEFAULT_KV_CACHE_BUDGET
 from ixc_app.engines.base import (
     BadRequest,
     Cancelled,
@@ -25,11 +24,13 @@ from ixc_app.engines.base import (
     EngineUnavailable,
     Finished,
     FinishReason,
+    ImageReader,
     Request,
     StreamItem,
 )
 from ixc_app.engines.native.generate import DecodeStats, decode_tokens, stream_text
-from ixc_app.engines.native.model import KVCache, NativeModel, load_image_pixels
+from ixc_app.engines.native.model import KVCache, NativeModel
+from ixc_app.engines.native.pixels import image_pixels
 from ixc_app.engines.native.sessions import FeatureCache, Session, SessionStore
 from ixc_app.ixc.prompt import ImageSegment, Prompt
 from ixc_app.ixc.template import build_prompt
@@ -47,8 +48,9 @@ class NativeEngine:
         self,
         model: NativeModel,
         *,
-        cache_budget_bytes: int = DEFAULT_KV_CACHE_BUDGET,
-        feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BUDGET,
+        read_image: ImageReader,
+        cache_budget_bytes: int,
+        feature_cache_bytes: int,
         context_length: int | None = None,
         is_demo_model: bool = False,
     ) -> None:
@@ -57,11 +59,15 @@ class NativeEngine:
                 "The model was loaded without its tokenizer; load it with from_pretrained."
             )
         self.model = model
+        self.read_image = read_image
         self.tokenizer: Tokenizer = model.tokenizer
         self.capabilities = EngineCapabilities(
             name="native",
             modes=frozenset(model.supported_modes),
-            server_side_sessions=True,
+            supports_prefill=True,
+            supports_beam_search=False,
+            supports_stop=True,
+            prefix_cache=False,
             max_concurrency=1,
             context_length=context_length or model.config.max_position_embeddings,
             is_demo_model=is_demo_model,
@@ -80,25 +86,21 @@ class NativeEngine:
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
         *,
-        cache_budget_bytes: int = DEFAULT_KV_CACHE_BUDGET,
-        feature_cache_bytes: int = DEFAULT_FEATURE_CACHE_BUDGET,
+        read_image: ImageReader,
+        cache_budget_bytes: int,
+        feature_cache_bytes: int,
         context_length: int | None = None,
         is_demo_model: bool = False,
     ) -> NativeEngine:
         """Load a checkpoint folder and wrap it in an engine."""
         return cls(
             NativeModel.from_pretrained(path, device=device, dtype=dtype),
+            read_image=read_image,
             cache_budget_bytes=cache_budget_bytes,
             feature_cache_bytes=feature_cache_bytes,
             context_length=context_length,
             is_demo_model=is_demo_model,
         )
-
-    def open_session(self) -> str:
-        return self.sessions.open()
-
-    def close_session(self, session_id: str) -> None:
-        self.sessions.close(session_id)
 
     def close(self) -> None:
         self._closed = True
@@ -120,6 +122,8 @@ class NativeEngine:
             raise BadRequest(f"This model has no {request.mode!r} mode; use one of {modes}.")
         if request.params.max_new_tokens < 1:
             raise BadRequest("max_new_tokens must be at least 1; ask for at least one token.")
+        if request.params.num_beams != 1:
+            raise BadRequest("This engine has no beam search; ask for one beam (sampling or greedy).")
         try:
             prompt = build_prompt(
                 request.turns,
@@ -192,7 +196,9 @@ class NativeEngine:
             cancel=cancel,
             stats=stats,
         )
-        reason = yield from stream_text(tokens, IncrementalDecoder(self.tokenizer), self._stop_ids)
+        reason = yield from stream_text(
+            tokens, IncrementalDecoder(self.tokenizer), self._stop_ids, request.stop
+        )
         yield finished(reason)
 
     def _prefill(
@@ -215,7 +221,7 @@ class NativeEngine:
 
     def _image_features(self, segment: ImageSegment) -> torch.Tensor:
         def encode() -> torch.Tensor:
-            pixels = load_image_pixels(segment)
+            pixels = image_pixels(segment, self.read_image)
             with self._compute:
                 return self.model.encode_image(pixels)
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ixc_app.engines.base import Delta, FinishReason, GenerationParams
+from ixc_app.engines.stops import StopScanner
 from ixc_app.ixc.tokenizer import IncrementalDecoder
 
 TokenStream = Generator[int, None, FinishReason]
@@ -137,9 +138,17 @@ def decode_tokens(
 
 
 def stream_text(
-    tokens: TokenStream, decoder: IncrementalDecoder, stop_ids: Collection[int]
+    tokens: TokenStream,
+    decoder: IncrementalDecoder,
+    stop_ids: Collection[int],
+    stop_strings: Sequence[str] = (),
 ) -> Generator[Delta, None, FinishReason]:
-    """Text deltas of a token stream: stop tokens are never shown, and no delta ends inside a character."""
+    """Text deltas of a token stream: stop tokens are never shown, and no delta ends inside a character.
+
+    The first of `stop_strings` to appear ends the stream before it, as a "stop"; closing `tokens` then stops
+    the decode loop, so no token is computed past it.
+    """
+    scanner = StopScanner(stop_strings)
     try:
         while True:
             try:
@@ -147,10 +156,12 @@ def stream_text(
             except StopIteration as done:
                 reason: FinishReason = done.value
                 break
-            if token not in stop_ids and (text := decoder.push(token)):
+            if token not in stop_ids and (text := scanner.push(decoder.push(token))):
                 yield Delta(text)
+            if scanner.stopped:
+                return "stop"
     finally:
         tokens.close()
-    if tail := decoder.flush():
+    if tail := scanner.push(decoder.flush()) + scanner.flush():
         yield Delta(tail)
-    return reason
+    return "stop" if scanner.stopped else reason

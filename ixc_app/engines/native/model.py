@@ -21,15 +21,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor, nn
 
-from ixc_app import media
 from ixc_app.engines.base import BadRequest, ContextTooLong
 from ixc_app.engines.native import checkpoint
 from ixc_app.engines.native.config import TASK_LORAS, ModelConfig
 from ixc_app.engines.native.vision import Table, VisionTower, layout_tokens, split_views
-from ixc_app.ixc import hd
 from ixc_app.ixc.prompt import ImageSegment, Prompt, TextSegment
 from ixc_app.ixc.tokenizer import Tokenizer
 
@@ -251,22 +248,6 @@ class InternLM2(nn.Module):
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
 
 
-def load_image_pixels(segment: ImageSegment) -> torch.Tensor:
-    """Normalised pixels [1, 3, H, W] of a prompt image, read as the app's media module reads uploads.
-
-    `media.load_rgb` applies EXIF orientation and puts transparency on white, as the user saw the image; a
-    video strip is already whole crops and is only normalised.
-    """
-    try:
-        rgb = media.load_rgb(segment.image.path)
-    except (OSError, Image.DecompressionBombError) as exc:
-        name = Path(segment.image.path).name
-        raise BadRequest(f"An image of this conversation ({name}) cannot be read; attach it again.") from exc
-    if segment.image.is_video:
-        return hd.normalize(rgb)
-    return hd.hd_transform(rgb, segment.hd_num).pixel_values
-
-
 class NativeModel(nn.Module):
     """The whole IXC-2.5 model; parameter names match the official checkpoint's state dict."""
 
@@ -386,15 +367,12 @@ class NativeModel(nn.Module):
         return self.output(x).float()
 
     @torch.no_grad()
-    def logits(
-        self, prompt: Prompt, mode: str = "base", image_pixels: Mapping[str, Tensor] | None = None
-    ) -> Tensor:
-        """Logits [tokens, vocab] of a whole prompt from an empty cache (images keyed by `ImageRef.key`)."""
-        pixels = dict(image_pixels or {})
+    def logits(self, prompt: Prompt, image_pixels: Mapping[str, Tensor], mode: str = "base") -> Tensor:
+        """Logits [tokens, vocab] of a whole prompt from an empty cache; `image_pixels` holds the normalised
+        pixels of every prompt image by `ImageRef.key` (the model reads no files)."""
 
         def features(segment: ImageSegment) -> Tensor:
-            given = pixels.get(segment.image.key)
-            return self.encode_image(given if given is not None else load_image_pixels(segment))
+            return self.encode_image(image_pixels[segment.image.key])
 
         embeds, im_mask = self.embed_prompt(prompt, features)
         return self.forward(embeds, im_mask, self.new_cache(embeds.shape[0]), mode)

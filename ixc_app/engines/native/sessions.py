@@ -15,7 +15,6 @@ sessions are also bounded in number, since each keeps its whole prompt, which it
 from __future__ import annotations
 
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -94,7 +93,7 @@ class SessionStore:
     """Sessions by id; idle ones are bounded by `budget_bytes` of cache and `max_idle` in number (least
     recently used go first).
 
-    The store holds only sessions that are answering or keep a cache: an evicted, closed or empty one is
+    The store holds only sessions that are answering or keep a cache: an evicted or empty one is
     dropped, and an unknown id (a conversation from before a restart, or one dropped) starts a new session
     under that id, so callers never need to know whether the engine still holds it. A request on a session
     that is already answering another one gets a throwaway session: correct, only not cached.
@@ -124,15 +123,6 @@ class SessionStore:
         """Sessions held, answering or idle."""
         with self._lock:
             return len(self._sessions)
-
-    def open(self) -> str:
-        """A new id; its session is created by its first request, like any unknown id's."""
-        return uuid.uuid4().hex
-
-    def close(self, session_id: str) -> None:
-        with self._lock:
-            self._sessions.pop(session_id, None)
-            self._idle.pop(session_id, None)
 
     def clear(self) -> None:
         with self._lock:

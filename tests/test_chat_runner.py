@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from ixc_app.chat.runner import EngineRunner
 from ixc_app.engines.base import (
     Delta,
     EngineCapabilities,
@@ -19,7 +20,6 @@ from ixc_app.engines.base import (
     StreamItem,
 )
 from ixc_app.ixc.prompt import Turn
-from ixc_app.ui.streaming import EngineRunner
 
 REQUEST = Request(turns=(Turn("user", "hello"),))
 

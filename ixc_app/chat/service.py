@@ -1,10 +1,10 @@
 """The chat's use cases, shared by the browser UI and the `/chat` API: check, ingest, answer, persist.
 
-No gradio here: handlers translate `UserFacingError`s into `gr.Error` at their edge. Every limit is checked
-before the engine is called, and the conversation is saved when an answer starts and again when it ends,
-however it ends (finished, stopped, failed), so a user's message is never lost and a failed answer can be
-retried. The final save merges the answer into the conversation as stored then, so a Delete, Rename, Like,
-edit or undo made while the answer streamed is not undone by it.
+No gradio here: front ends translate the typed errors into their own (the UI's `ui.errors`). Every limit is
+checked before the engine is called, and the conversation is saved when an answer starts and again when it
+ends, however it ends (finished, stopped, failed), so a user's message is never lost and a failed answer can
+be retried. The final save merges the answer into the conversation as stored then, so a Delete, Rename,
+Like, edit or undo made while the answer streamed is not undone by it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from pathlib import Path
 from ixc_app.chat import (
     ChatSettings,
     Conversation,
-    ConversationError,
     MediaItem,
     PreparedRequest,
     add_user_message,
@@ -30,15 +29,12 @@ from ixc_app.chat import (
     to_chatbot,
     to_request,
 )
+from ixc_app.chat.runner import EngineRunner
 from ixc_app.config import Settings
 from ixc_app.engines.base import EngineCapabilities, EngineError, Finished
-from ixc_app.ixc.budget import ContextBudgetExceeded
 from ixc_app.ixc.prompt import IMAGE_PLACEHOLDER
 from ixc_app.ixc.tokenizer import Tokenizer
-from ixc_app.media import MediaNotFound, MediaRejected
 from ixc_app.store import ConversationNotFound, ConversationSummary, Store
-from ixc_app.ui.identity import MissingSession, UnknownHandle
-from ixc_app.ui.streaming import EngineRunner
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +44,6 @@ UNEXPECTED_FAILURE = "The model failed while answering (the details are in the s
 
 class InputRejected(ValueError):
     """A message the app will not send to the model; the text is one sentence for the user."""
-
-
-UserFacingError = (
-    InputRejected,
-    UnknownHandle,
-    MissingSession,
-    MediaRejected,
-    MediaNotFound,
-    ConversationError,
-    ConversationNotFound,
-    ContextBudgetExceeded,
-    EngineError,
-)
 
 
 class AnswerFailed(RuntimeError):
@@ -76,12 +59,15 @@ class Draft:
 
 
 class ChatService:
-    def __init__(self, settings: Settings, runner: EngineRunner, store: Store, tokenizer: Tokenizer) -> None:
+    def __init__(self, settings: Settings, runner: EngineRunner, store: Store) -> None:
         self.settings = settings
         self.limits = settings.limits
         self.runner = runner
         self.store = store
-        self.tokenizer = tokenizer
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.runner.engine.tokenizer
 
     @property
     def capabilities(self) -> EngineCapabilities:
@@ -179,11 +165,8 @@ class ChatService:
         )
 
     def delete(self, owner: str, conversation_id: str) -> bool:
-        """Forget the conversation, and the engine's cache of it."""
-        found = self.store.delete(owner, conversation_id)
-        if found:
-            self.runner.engine.close_session(conversation_id)
-        return found
+        """Forget the conversation (the engine's caches of it age out on their own)."""
+        return self.store.delete(owner, conversation_id)
 
     def answer(self, conv: Conversation, prepared: PreparedRequest) -> Iterator[Conversation]:
         """Stream the answer to the conversation's last user message, yielding the conversation so far.

@@ -22,14 +22,14 @@ from ixc_app.chat import (
     set_feedback,
     start_answer,
 )
+from ixc_app.chat.runner import EngineRunner
+from ixc_app.chat.service import ChatService, InputRejected, user_text
 from ixc_app.engines.base import Delta, EngineCapabilities, Finished, Request, StreamItem
 from ixc_app.ixc.prompt import Turn
 from ixc_app.ixc.tokenizer import Tokenizer
 from ixc_app.store import Store
 from ixc_app.ui.chat_handlers import ChatHandlers
 from ixc_app.ui.identity import new_owner
-from ixc_app.ui.service import ChatService, InputRejected, user_text
-from ixc_app.ui.streaming import EngineRunner
 
 OWNER = "owner-1"
 
@@ -41,15 +41,13 @@ class GatedFakeEngine:
 
     def __init__(self) -> None:
         self.release = threading.Event()
+        self.tokenizer: Tokenizer | None = None
 
     def stream(self, request: Request, cancel: threading.Event | None = None) -> Iterator[StreamItem]:
         yield Delta("Hello")
         self.release.wait(timeout=30)
         yield Delta(" world")
         yield Finished("stop", prompt_tokens=3, generated_tokens=2)
-
-    def close_session(self, session_id: str) -> None:
-        pass
 
 
 @pytest.fixture
@@ -59,9 +57,9 @@ def engine() -> GatedFakeEngine:
 
 @pytest.fixture
 def service(tmp_path: Path, engine: GatedFakeEngine) -> Iterator[ChatService]:
-    settings = app_settings(tmp_path / "data", tmp_path / "no-checkpoint")
+    settings = app_settings(tmp_path / "data")
     store = Store.from_settings(settings)
-    yield ChatService(settings, EngineRunner(engine), store, tokenizer=None)  # type: ignore[arg-type]
+    yield ChatService(settings, EngineRunner(engine), store)  # type: ignore[arg-type]
     store.close()
 
 
@@ -150,11 +148,10 @@ def test_the_conversation_list_refreshes_from_the_browser_state(service: ChatSer
 def service_with_tokenizer(
     tmp_path: Path, engine: GatedFakeEngine, real_tokenizer_path: Path
 ) -> Iterator[ChatService]:
-    settings = app_settings(tmp_path / "data", tmp_path / "no-checkpoint")
+    settings = app_settings(tmp_path / "data")
     store = Store.from_settings(settings)
-    yield ChatService(
-        settings, EngineRunner(engine), store, tokenizer=Tokenizer.from_file(real_tokenizer_path)
-    )
+    engine.tokenizer = Tokenizer.from_file(real_tokenizer_path)
+    yield ChatService(settings, EngineRunner(engine), store)  # type: ignore[arg-type]
     store.close()
 
 

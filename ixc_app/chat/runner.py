@@ -1,4 +1,4 @@
-"""Run engine streams beside the UI and hand the UI the answer so far, at a pace a browser can follow.
+"""Run engine streams beside the front ends and hand them the answer so far, at a pace a browser can follow.
 
 Decoding runs on a few long-lived worker threads (as many as the engine can serve at once), so it never waits
 for Gradio to re-render the Chatbot between tokens and the number of live engine streams is bounded by the
@@ -39,7 +39,7 @@ class _End:
 
 
 class EngineRunner:
-    """The UI's only way to call the engine: bounded concurrency, cancel on close, throttled snapshots."""
+    """How the use cases call the engine: bounded concurrency, cancel on close, throttled snapshots."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

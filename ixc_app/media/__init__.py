@@ -1,0 +1,61 @@
+"""Uploads, validated once and kept by content: the only way an image or video reaches the rest of the app.
+
+- `validate`: what a file is, judged by its bytes, and the typed one-sentence refusals (`MediaRejected`).
+- `images`: stored images as RGB pixels the way the model sees them (`load_rgb`); the function the engines
+  receive to read images, so they import nothing of the app.
+- `frames`: PyAV probing and decoding of the sampled frames into the labelled video composite.
+- `store`: the content-addressed files (`MediaStore`), keyed by sha256.
+"""
+
+from ixc_app.media.frames import VideoCompositeInfo, VideoError, VideoInfo, probe_video, video_composite
+from ixc_app.media.images import IMAGE_FORMATS, load_rgb, to_rgb
+from ixc_app.media.store import VIDEO_STRIP, MediaEntry, MediaStore, StoredMedia
+from ixc_app.media.validate import (
+    CorruptImage,
+    DecompressionBomb,
+    EmptyFile,
+    FileTooLarge,
+    ImageTooLarge,
+    MediaInfo,
+    MediaKind,
+    MediaLimits,
+    MediaNotFound,
+    MediaRejected,
+    NotMedia,
+    TruncatedImage,
+    UnreadableVideo,
+    VideoTooLarge,
+    VideoTooLong,
+    inspect_media,
+)
+
+__all__ = [
+    "IMAGE_FORMATS",
+    "VIDEO_STRIP",
+    "CorruptImage",
+    "DecompressionBomb",
+    "EmptyFile",
+    "FileTooLarge",
+    "ImageTooLarge",
+    "MediaEntry",
+    "MediaInfo",
+    "MediaKind",
+    "MediaLimits",
+    "MediaNotFound",
+    "MediaRejected",
+    "MediaStore",
+    "NotMedia",
+    "StoredMedia",
+    "TruncatedImage",
+    "UnreadableVideo",
+    "VideoCompositeInfo",
+    "VideoError",
+    "VideoInfo",
+    "VideoTooLarge",
+    "VideoTooLong",
+    "inspect_media",
+    "load_rgb",
+    "probe_video",
+    "to_rgb",
+    "video_composite",
+]
