@@ -1,14 +1,15 @@
 """The composition root: from settings to a running engine, the store and the use-case services.
 
-This is the only module that knows which engine runs and how it is built; the front ends (`ui/`, `serve/`)
-receive `Services` and talk to the engine through the `Engine` protocol alone. Choosing the model is here too:
-the real checkpoint when it can run, the tiny demo checkpoint (written on first use) when it cannot, or an
-error under `--strict`.
+This is the only module that knows which engine runs and how it is built (`--engine`: `ENGINE_STARTERS`);
+the front ends (`ui/`, `serve/`) receive `Services` or the engine and talk to it through the `Engine` protocol
+alone. Choosing the model is here too: the real checkpoint when it can run, the tiny demo checkpoint (written
+on first use) when it cannot, or an error under `--strict`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,7 +18,11 @@ from ixc_app.chat.service import ChatService
 from ixc_app.config import TINY_MODEL, ConfigError, Settings, prepare
 from ixc_app.engines.base import Engine
 from ixc_app.engines.native.layout import looks_like_checkpoint
+from ixc_app.ixc.template import CHAT_META
+from ixc_app.ixc.tokenizer import TOKENIZER_FILE, Tokenizer, TokenizerError
 from ixc_app.media import load_rgb
+from ixc_app.serve import ServerConfig
+from ixc_app.serve.inputs import Defaults
 from ixc_app.store import Store
 
 log = logging.getLogger(__name__)
@@ -122,14 +127,43 @@ def build_services(settings: Settings, engine: Engine) -> Services:
     return Services(settings=settings, engine=engine, store=store, chat=chat)
 
 
-def start(settings: Settings) -> Services:
-    """Choose and load the model, then build the services around it.
+def build_remote_engine(settings: Settings) -> Engine:
+    """The remote engine on `--engine-url`, counting tokens with the model's own tokenizer."""
+    from ixc_app.engines.remote import RemoteEngine
 
-    `ConfigError` when the model cannot be used (`--strict`); nothing is written to disk before that is
-    decided. Then the data dir and the secret are settled (`config.prepare`) and the demo checkpoint is
-    written on first use.
-    """
-    settings = replace(settings, data_dir=settings.data_dir.expanduser().resolve())
+    if not settings.engine_url:
+        raise ConfigError(
+            "--engine remote needs --engine-url (IXC_ENGINE_URL): the address of an OpenAI-compatible "
+            "IXC-2.5 server, for example http://127.0.0.1:23333."
+        )
+    model = (
+        settings.tiny_checkpoint_dir if settings.model == TINY_MODEL else Path(settings.model).expanduser()
+    )
+    path = (
+        Path(settings.engine_tokenizer).expanduser() if settings.engine_tokenizer else model / TOKENIZER_FILE
+    )
+    try:
+        tokenizer = Tokenizer.from_file(path)
+    except TokenizerError as exc:
+        raise ConfigError(
+            f"--engine remote counts tokens with the model's tokenizer, but none is readable at {path}; pass "
+            "--engine-tokenizer PATH (the tokenizer.model of internlm/internlm-xcomposer2d5-7b)."
+        ) from exc
+    return RemoteEngine(
+        settings.engine_url,
+        tokenizer=tokenizer,
+        read_image=load_rgb,
+        model=settings.engine_model,
+        api_key=settings.engine_api_key,
+        connect_timeout_s=settings.engine_connect_timeout_s,
+        read_timeout_s=settings.engine_read_timeout_s,
+        max_concurrency=settings.engine_concurrency,
+        context_length=settings.limits.context_budget,
+    )
+
+
+def _start_native(settings: Settings) -> tuple[Settings, Engine]:
+    """Choose and load the model: `ConfigError` under `--strict` before anything is written to disk."""
     choice = choose_model(settings, cuda_available())
     settings = prepare(settings)
     if choice.is_demo_model:
@@ -142,4 +176,51 @@ def start(settings: Settings) -> Services:
         choice.dtype,
         " [demo checkpoint]" if choice.is_demo_model else "",
     )
-    return build_services(settings, build_engine(settings, choice))
+    return settings, build_engine(settings, choice)
+
+
+def _start_remote(settings: Settings) -> tuple[Settings, Engine]:
+    """The remote server is checked (reachable, key accepted, IXC-2.5) before the data dir is settled."""
+    engine = build_remote_engine(settings)
+    return prepare(settings), engine
+
+
+ENGINE_STARTERS: dict[str, Callable[[Settings], tuple[Settings, Engine]]] = {
+    "native": _start_native,
+    "remote": _start_remote,
+}
+"""How each `--engine` starts; a new engine kind is one more entry (and one more `config.ENGINES` name)."""
+
+
+def start_engine(settings: Settings) -> tuple[Settings, Engine]:
+    """The engine `--engine` names, running, and the settings prepared (`config.prepare`) around it."""
+    settings = replace(settings, data_dir=settings.data_dir.expanduser().resolve())
+    return ENGINE_STARTERS[settings.engine](settings)
+
+
+def start(settings: Settings) -> Services:
+    """Start the engine, then build the services around it (the app)."""
+    settings, engine = start_engine(settings)
+    return build_services(settings, engine)
+
+
+DEMO_SERVED_NAME = "internlm-xcomposer2d5-tiny"
+SERVED_NAME = "internlm-xcomposer2d5-7b"
+
+
+def server_config(settings: Settings, engine: Engine) -> ServerConfig:
+    """What `python -m ixc_app.serve` serves as, with the chat's default meta instruction and limits."""
+    demo = engine.capabilities.is_demo_model
+    return ServerConfig(
+        model_name=settings.served_model_name or (DEMO_SERVED_NAME if demo else SERVED_NAME),
+        defaults=Defaults(CHAT_META, settings.hd_num_single, settings.hd_num_multi, settings.limits),
+        work_dir=settings.data_dir / "serve-requests",
+        api_keys=settings.api_keys,
+        max_request_bytes=settings.max_request_bytes,
+    )
+
+
+def start_server(settings: Settings) -> tuple[Settings, Engine, ServerConfig]:
+    """Start the engine for `python -m ixc_app.serve` and say how the server presents it."""
+    settings, engine = start_engine(settings)
+    return settings, engine, server_config(settings, engine)

@@ -10,13 +10,26 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ixc_app.options import (
+    Choice,
+    Option,
+    boolean,
+    format_size,
+    keys,
+    parse_size,
+    port,
+    positive_float,
+    positive_int,
+)
+
+ENGINES = ("native", "remote")
+"""Our own PyTorch engine, or an OpenAI-compatible server (LMDeploy's api_server or proxy, ixc_app.serve)."""
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -71,6 +84,17 @@ class Settings:
     feature_cache_budget_bytes: int = DEFAULT_FEATURE_CACHE_BUDGET
     strict: bool = False
     log_level: str = "info"
+    engine: str = "native"
+    engine_url: str = ""
+    engine_api_key: str = ""
+    engine_model: str = ""
+    engine_tokenizer: str = ""
+    engine_connect_timeout_s: float = 10.0
+    engine_read_timeout_s: float = 300.0
+    engine_concurrency: int = 16
+    api_keys: tuple[str, ...] = ()
+    max_request_bytes: int = 256 * 1024**2
+    served_model_name: str = ""
 
     @property
     def media_dir(self) -> Path:
@@ -90,87 +114,10 @@ class Settings:
         return self.data_dir / TINY_DIR_NAME
 
 
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
-
-
-def parse_size(text: str) -> int:
-    """Bytes from `123`, `200MB`, `1.5G` (binary units: 1 MB = 1024 * 1024 bytes)."""
-    match = _SIZE_RE.match(text.lower())
-    if not match or match.group(2) not in _SIZE_UNITS:
-        raise ValueError(f"'{text}' is not a size; write it like 200MB or 10GB")
-    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
-
-
-def _format_size(n: int) -> str:
-    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if n % factor == 0:
-            return f"{n // factor}{unit}"
-    return str(n)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"{value} is not a positive integer")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise ValueError(f"{value} is not a positive number")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 65535:
-        raise ValueError(f"{value} is not a TCP port (1-65535)")
-    return value
-
-
-@dataclass(frozen=True)
-class _Choice:
-    options: tuple[str, ...]
-
-    def __call__(self, text: str) -> str:
-        value = text.strip().lower()
-        if value not in self.options:
-            raise ValueError(f"'{text}' is not one of {', '.join(self.options)}")
-        return value
-
-
-def _boolean(text: str) -> bool:
-    value = text.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"'{text}' is not a boolean (use 1/0, true/false, yes/no, on/off)")
-
-
-@dataclass(frozen=True)
-class _Option:
-    """One setting: its flag, its environment variable, how to parse it, where it goes in `Settings`."""
-
-    flag: str
-    dest: str
-    parse: Callable[[str], Any]
-    help: str
-    shown_default: str
-    metavar: str | None = None
-    is_flag: bool = False
-
-    @property
-    def env(self) -> str:
-        return "IXC_" + self.flag.removeprefix("--").replace("-", "_").upper()
-
-
 _L = Limits()
 _S = Settings()
-OPTIONS: tuple[_Option, ...] = (
-    _Option(
+OPTIONS: tuple[Option, ...] = (
+    Option(
         "--model",
         "model",
         str,
@@ -178,13 +125,11 @@ OPTIONS: tuple[_Option, ...] = (
         _S.model,
         "PATH|tiny",
     ),
-    _Option("--device", "device", _Choice(DEVICES), "where the model runs; auto = CUDA if present", "auto"),
-    _Option(
-        "--dtype", "dtype", _Choice(DTYPES), "weight precision; auto = bf16 on CUDA, fp32 on CPU", "auto"
-    ),
-    _Option("--host", "host", str, "address to listen on (0.0.0.0 exposes the app to the network)", _S.host),
-    _Option("--port", "port", _port, "port to listen on", str(_S.port)),
-    _Option(
+    Option("--device", "device", Choice(DEVICES), "where the model runs; auto = CUDA if present", "auto"),
+    Option("--dtype", "dtype", Choice(DTYPES), "weight precision; auto = bf16 on CUDA, fp32 on CPU", "auto"),
+    Option("--host", "host", str, "address to listen on (0.0.0.0 exposes the app to the network)", _S.host),
+    Option("--port", "port", port, "port to listen on", str(_S.port)),
+    Option(
         "--data-dir",
         "data_dir",
         Path,
@@ -192,7 +137,7 @@ OPTIONS: tuple[_Option, ...] = (
         str(_S.data_dir),
         "DIR",
     ),
-    _Option(
+    Option(
         "--secret",
         "secret",
         str,
@@ -200,126 +145,173 @@ OPTIONS: tuple[_Option, ...] = (
         "once and kept in the data dir if empty",
         "''",
     ),
-    _Option(
+    Option(
         "--max-upload-size",
         "max_upload_bytes",
         parse_size,
         "largest accepted upload",
-        _format_size(_L.max_upload_bytes),
+        format_size(_L.max_upload_bytes),
         "SIZE",
     ),
-    _Option(
+    Option(
         "--max-files-per-message",
         "max_files_per_message",
-        _positive_int,
+        positive_int,
         "images and videos in one message",
         str(_L.max_files_per_message),
         "N",
     ),
-    _Option(
+    Option(
         "--max-files-per-conversation",
         "max_files_per_conversation",
-        _positive_int,
+        positive_int,
         "images and videos in one conversation",
         str(_L.max_files_per_conversation),
         "N",
     ),
-    _Option(
+    Option(
         "--max-image-pixels",
         "max_image_pixels",
-        _positive_int,
+        positive_int,
         "largest accepted image, width x height",
         str(_L.max_image_pixels),
         "N",
     ),
-    _Option(
+    Option(
         "--max-video-seconds",
         "max_video_seconds",
-        _positive_float,
+        positive_float,
         "longest accepted video",
         str(_L.max_video_seconds),
         "S",
     ),
-    _Option(
+    Option(
         "--max-text-chars",
         "max_text_chars",
-        _positive_int,
+        positive_int,
         "longest accepted message text",
         str(_L.max_text_chars),
         "N",
     ),
-    _Option(
+    Option(
         "--max-new-tokens",
         "max_new_tokens",
-        _positive_int,
+        positive_int,
         "cap on the answer length a user may ask for",
         str(_L.max_new_tokens),
         "N",
     ),
-    _Option(
+    Option(
         "--context-budget",
         "context_budget",
-        _positive_int,
+        positive_int,
         "prompt tokens (text and image embeddings) plus answer; oldest turns are dropped beyond it",
         str(_L.context_budget),
         "N",
     ),
-    _Option(
+    Option(
         "--hd-num-single",
         "hd_num_single",
-        _positive_int,
+        positive_int,
         "default crop budget of a lone image",
         str(_S.hd_num_single),
         "N",
     ),
-    _Option(
+    Option(
         "--hd-num-multi",
         "hd_num_multi",
-        _positive_int,
+        positive_int,
         "default crop budget of each image when a request holds several",
         str(_S.hd_num_multi),
         "N",
     ),
-    _Option(
+    Option(
         "--max-data-size",
         "max_data_bytes",
         parse_size,
         "bound on stored conversations and media; the oldest unreferenced media go first",
-        _format_size(_S.max_data_bytes),
+        format_size(_S.max_data_bytes),
         "SIZE",
     ),
-    _Option(
+    Option(
         "--kv-cache-budget",
         "kv_cache_budget_bytes",
         parse_size,
         "engine memory for conversations' KV caches kept between turns; the least recently used go first",
-        _format_size(_S.kv_cache_budget_bytes),
+        format_size(_S.kv_cache_budget_bytes),
         "SIZE",
     ),
-    _Option(
+    Option(
         "--feature-cache-budget",
         "feature_cache_budget_bytes",
         parse_size,
         "engine memory for encoded images kept for reuse; the least recently used go first",
-        _format_size(_S.feature_cache_budget_bytes),
+        format_size(_S.feature_cache_budget_bytes),
         "SIZE",
     ),
-    _Option(
+    Option(
         "--strict",
         "strict",
-        _boolean,
+        boolean,
         "refuse to fall back to the demo checkpoint (exit with an error instead)",
         "off",
         is_flag=True,
     ),
-    _Option("--log-level", "log_level", _Choice(LOG_LEVELS), "logging verbosity", _S.log_level),
+    Option("--log-level", "log_level", Choice(LOG_LEVELS), "logging verbosity", _S.log_level),
+    Option(
+        "--engine",
+        "engine",
+        Choice(ENGINES),
+        "native (our PyTorch engine on --model) or remote (an OpenAI-compatible server at --engine-url)",
+        _S.engine,
+    ),
+    Option(
+        "--engine-url", "engine_url", str, "the remote engine's server, e.g. http://HOST:23333", "''", "URL"
+    ),
+    Option("--engine-api-key", "engine_api_key", str, "API key for --engine-url (prefer the variable)", "''"),
+    Option("--engine-model", "engine_model", str, "model id at --engine-url; '' = its IXC-2.5 model", "''"),
+    Option("--engine-tokenizer", "engine_tokenizer", str, "remote: tokenizer.model; '' = --model's", "''"),
+    Option(
+        "--engine-connect-timeout",
+        "engine_connect_timeout_s",
+        positive_float,
+        "seconds to wait for the remote server to accept a connection",
+        str(_S.engine_connect_timeout_s),
+        "S",
+    ),
+    Option(
+        "--engine-read-timeout",
+        "engine_read_timeout_s",
+        positive_float,
+        "seconds the remote server may stay silent (a long prefill counts) before the answer fails",
+        str(_S.engine_read_timeout_s),
+        "S",
+    ),
+    Option("--engine-concurrency", "engine_concurrency", positive_int, "remote answers at once", "16", "N"),
+    Option("--api-keys", "api_keys", keys, "serve: keys clients must send, comma-separated", "''", "KEYS"),
+    Option(
+        "--max-request-size",
+        "max_request_bytes",
+        parse_size,
+        "serve: largest request body, base64 images included",
+        format_size(_S.max_request_bytes),
+        "SIZE",
+    ),
+    Option(
+        "--served-model-name",
+        "served_model_name",
+        str,
+        "serve: model id it serves as; '' = internlm-xcomposer2d5-7b (-tiny for the demo model)",
+        "''",
+        "NAME",
+    ),
 )
 _LIMIT_FIELDS = {f.name for f in fields(Limits)}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "app.py") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="app.py",
+        prog=prog,
         description="IXC-2.5 studio: chat with InternLM-XComposer-2.5 about images and videos. Every flag "
         "can also be set by the environment variable named next to it; a flag wins over its variable.",
     )
@@ -328,19 +320,21 @@ def build_parser() -> argparse.ArgumentParser:
         if opt.is_flag:
             parser.add_argument(opt.flag, dest=opt.dest, action=argparse.BooleanOptionalAction, help=text)
         else:
-            choices = opt.parse.options if isinstance(opt.parse, _Choice) else None
+            choices = opt.parse.options if isinstance(opt.parse, Choice) else None
             metavar = "{" + ",".join(choices) + "}" if choices else opt.metavar
             parser.add_argument(opt.flag, dest=opt.dest, metavar=metavar, help=text)
     return parser
 
 
-def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+def parse_settings(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None, *, prog: str = "app.py"
+) -> Settings:
     """Settings from flags, then environment, then defaults; a bad value raises `ConfigError` naming it.
 
     Nothing is touched on disk; `prepare` does that.
     """
     environ = os.environ if environ is None else environ
-    args = vars(build_parser().parse_args(argv))
+    args = vars(build_parser(prog).parse_args(argv))
     top: dict[str, Any] = {}
     limits: dict[str, Any] = {}
     for opt in OPTIONS:

@@ -22,7 +22,9 @@ class ImageRef:
 
     `key` is the content id (sha256 of the stored file) used to cache vision features; `path` is the stored,
     already validated file. A video reaches the model as its labelled composite strip, already transformed to
-    whole 560-pixel crops (`is_video=True`): it is used as it is, without the HD partition.
+    whole 560-pixel crops (`is_video=True`): it is used as it is, without the HD partition. `hd_num` is a crop
+    budget of this image's own (an OpenAI-style request may give one per image); None leaves it to the
+    request's budgets by image count.
     """
 
     key: str
@@ -30,6 +32,7 @@ class ImageRef:
     width: int
     height: int
     is_video: bool = False
+    hd_num: int | None = None
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,7 @@ def layout(
     _check_roles(turns)
     images = [image for turn in turns for image in turn.images]
     hd_num = hd_num_single if len(images) == 1 else hd_num_multi
-    slots = iter([_image_segment(image, hd_num) for image in images])
+    slots = iter([_image_segment(image, image.hd_num or hd_num) for image in images])
     texts = [_safe_text(turn, index) for index, turn in enumerate(turns)]
     lone_first = len(images) == 1 and all(IMAGE_PLACEHOLDER not in text for text in texts)
 

@@ -1,0 +1,77 @@
+"""The request body size limit, and the one way the server answers with an error body.
+
+The limit is enforced on the bytes as they arrive, not only on `Content-Length`, so a chunked upload cannot
+get past it; a body over it is answered 413 before any of it is parsed.
+"""
+
+from __future__ import annotations
+
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ixc_app.serve.protocol import error_body
+
+
+class ErrorReply(Exception):
+    """An error the server answers with: HTTP status, one sentence, and the OpenAI-style `type`."""
+
+    def __init__(self, status: int, message: str, type_name: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type_name = type_name
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(error_body(str(self), self.type_name, self.status), status_code=self.status)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for a request body over `max_bytes`."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except _TooLarge:
+            if not started:
+                await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        size = f"{self.max_bytes / 1024**2:g} MB"
+        reply = ErrorReply(
+            413,
+            f"The request is over this server's {size} limit; send fewer or smaller images, or raise "
+            "--max-request-size.",
+            "invalid_request_error",
+        )
+        await reply.response()(scope, receive, send)
