@@ -88,3 +88,29 @@ def app(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[Any]:
     running = start_app(app_settings(tmp_path_factory.mktemp("app")), engine)
     yield running
     running.close()
+
+
+def lmdeploy_python(name: str) -> Path:
+    """The python of one of LMDeploy's environments (`ixc_app.lmdeploy_envs`), made on first use.
+
+    Where the package registry cannot be reached the test skips with the reason; IXC_REQUIRE_LMDEPLOY=1
+    makes that a failure (CI builds the environments). Any other failure to make one fails the test.
+    """
+    from ixc_app.lmdeploy_envs import SPECS, EnvUnavailable, ensure
+
+    try:
+        return ensure(SPECS[name])
+    except EnvUnavailable as exc:
+        if exc.offline and os.environ.get("IXC_REQUIRE_LMDEPLOY") != "1":
+            pytest.skip(f"the lmdeploy {name} environment cannot be made, the registry is unreachable: {exc}")
+        raise
+
+
+@pytest.fixture(scope="session")
+def contract_python() -> Path:
+    return lmdeploy_python("contract")
+
+
+@pytest.fixture(scope="session")
+def proxy_python() -> Path:
+    return lmdeploy_python("proxy")

@@ -24,12 +24,12 @@ class ErrorReply(Exception):
         return JSONResponse(error_body(str(self), self.type_name, self.status), status_code=self.status)
 
 
-class _TooLarge(Exception):
-    pass
-
-
 class BodySizeLimit:
-    """ASGI middleware: 413 for a request body over `max_bytes`."""
+    """ASGI middleware: 413 for a request body over `max_bytes`.
+
+    Past the limit the app is told the body ended (it is not read further), and whatever the app answers to
+    the cut body is replaced by the 413.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -44,27 +44,30 @@ class BodySizeLimit:
             await self._refuse(scope, receive, send)
             return
         received = 0
-        started = False
+        over = False
+        refused = False
 
         async def counted() -> Message:
-            nonlocal received
+            nonlocal received, over
+            if over:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge
+                    over = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
             return message
 
-        async def watched(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, watched)
-        except _TooLarge:
-            if not started:
+        async def replaced(message: Message) -> None:
+            nonlocal refused
+            if not over:
+                await send(message)
+            elif not refused:
+                refused = True
                 await self._refuse(scope, receive, send)
+
+        await self.app(scope, counted, replaced)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         size = f"{self.max_bytes / 1024**2:g} MB"
