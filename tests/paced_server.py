@@ -1,8 +1,8 @@
 """A slow node for the proxy's long-stream test: our real server (`ixc_app.serve`) over a fake engine.
 
-Not a test module. `python tests/paced_server.py PORT SECONDS STEP` serves, as model
-`internlm-xcomposer2d5-paced`, a fake engine (tests only, named as such) that streams one word every STEP
-seconds for SECONDS seconds, so a stream through the proxy lasts longer than the 100 s LMDeploy 0.7.3's proxy
+Not a test module. `python tests/paced_server.py PORT COUNT STEP` serves, as model
+`internlm-xcomposer2d5-paced`, a fake engine (tests only, named as such) that streams COUNT words, one every
+STEP seconds, so a stream through the proxy lasts longer than the 100 s LMDeploy 0.7.3's proxy
 allows. Everything but the engine is the real server.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,35 +25,32 @@ MODEL = "internlm-xcomposer2d5-paced"
 
 
 class PacedFakeEngine:
-    """A fake engine: one word per `step_s`, for `seconds`; stops early when cancelled."""
+    """A fake engine: `count` words, one per `step_s`; stops early when cancelled."""
 
-    def __init__(self, seconds: float, step_s: float) -> None:
-        self.seconds = seconds
+    def __init__(self, count: int, step_s: float) -> None:
+        self.count = count
         self.step_s = step_s
         self.capabilities = EngineCapabilities(name="paced-fake", max_concurrency=4)
         self.tokenizer = None
 
     def stream(self, request: Request, cancel: threading.Event | None = None) -> Iterator[StreamItem]:
         cancel = cancel or threading.Event()
-        started = time.monotonic()
-        count = 0
-        while time.monotonic() - started < self.seconds:
+        for count in range(1, self.count + 1):
             if cancel.wait(self.step_s):
-                yield Finished("cancelled", 1, count)
+                yield Finished("cancelled", 1, count - 1)
                 return
-            count += 1
             yield Delta(f"w{count} ")
-        yield Finished("stop", 1, count)
+        yield Finished("stop", 1, self.count)
 
     def close(self) -> None:
         pass
 
 
 def main() -> None:
-    port, seconds, step = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+    port, count, step = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
     work = Path(tempfile.mkdtemp(prefix="paced-"))
     config = ServerConfig(MODEL, Defaults("", 1, 1, Limits()), work / "requests")
-    app = create_app(PacedFakeEngine(seconds, step), config)  # type: ignore[arg-type]
+    app = create_app(PacedFakeEngine(count, step), config)  # type: ignore[arg-type]
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 

@@ -168,6 +168,14 @@ def test_ui_chat_and_store_load_no_torch_and_no_engine_implementation() -> None:
     assert not any(within(m, *ENGINE_IMPLEMENTATIONS) for m in loaded)
 
 
+def test_the_server_and_the_remote_engine_load_no_torch_and_no_gradio() -> None:
+    """An app box or a relay server needs no torch; the server over HTTP needs no Gradio."""
+    loaded = loaded_modules("ixc_app.serve", "ixc_app.serve.app", "ixc_app.engines.remote")
+    assert "torch" not in loaded
+    assert "gradio" not in loaded
+    assert not any(within(m, "ixc_app.engines.native", "ixc_app.ui") for m in loaded)
+
+
 @pytest.mark.parametrize(
     "module",
     [
