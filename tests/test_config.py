@@ -142,10 +142,28 @@ def test_prepare_keeps_a_stable_owner_only_secret(tmp_path: Path) -> None:
     assert given.secret == "s3cr3t"
 
 
-@pytest.mark.parametrize("flag", ["--engine", "--engine-url", "--lmdeploy-python"])
+@pytest.mark.parametrize("flag", ["--lmdeploy-python"])
 def test_there_are_no_placeholder_engine_flags(flag: str) -> None:
     with pytest.raises(SystemExit):
         parse_settings([flag, "x"], {})
+
+
+def test_engine_and_server_settings() -> None:
+    flags = ["--engine", "remote", "--engine-url", "http://gpu:23333", "--engine-read-timeout", "30"]
+    settings = parse_settings(flags, {"IXC_ENGINE_API_KEY": "k", "IXC_API_KEYS": "a, b,,c"})
+    assert (settings.engine, settings.engine_url, settings.engine_api_key) == (
+        "remote",
+        "http://gpu:23333",
+        "k",
+    )
+    assert (settings.engine_read_timeout_s, settings.api_keys) == (30.0, ("a", "b", "c"))
+    assert parse_settings(["--max-request-size", "1MB"], {}).max_request_bytes == 1024**2
+    with pytest.raises(
+        ConfigError, match="--engine 'turbo' is not valid: 'turbo' is not one of native, remote"
+    ):
+        parse_settings(["--engine", "turbo"], {})
+    with pytest.raises(ConfigError, match="IXC_ENGINE_CONCURRENCY='0' is not valid"):
+        parse_settings([], {"IXC_ENGINE_CONCURRENCY": "0"})
 
 
 def test_settings_import_no_engine_and_no_torch() -> None:
