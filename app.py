@@ -11,11 +11,13 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from ixc_app import __version__
-from ixc_app.config import ConfigError, parse_settings
-from ixc_app.engines.base import EngineError
-from ixc_app.logging_setup import configure_logging
+from ixc_app.config import Settings
+from ixc_app.entry import run
+
+if TYPE_CHECKING:
+    from ixc_app.bootstrap import Services
 
 log = logging.getLogger("ixc_app.app")
 
@@ -24,38 +26,30 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        settings = parse_settings(argv)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level)
+def _start(settings: Settings) -> Services:
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
     os.environ["GRADIO_TEMP_DIR"] = str(settings.upload_dir.expanduser().resolve())
-    log.info("ixc-studio %s", __version__)
-
     from ixc_app import bootstrap
 
-    try:
-        services = bootstrap.start(settings)
-    except ConfigError as exc:
-        log.error("%s", exc)
-        return 2
-    except EngineError as exc:
-        log.error("%s", exc)
-        return 1
+    return bootstrap.start(settings)
+
+
+def _serve(services: Services) -> None:
     # `docker stop` and service managers send SIGTERM: shut down as on Ctrl+C.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         from ixc_app.ui import build_app, launch
 
+        settings = services.settings
         log.info("serving on http://%s:%d", settings.host, settings.port)
-        launch(build_app(services), services.settings)
+        launch(build_app(services), settings)
     finally:
         services.close()
         log.info("stopped")
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(argv, prog="app.py", what="the web app", start=_start, serve=_serve)
 
 
 if __name__ == "__main__":

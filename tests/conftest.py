@@ -114,3 +114,17 @@ def contract_python() -> Path:
 @pytest.fixture(scope="session")
 def proxy_python() -> Path:
     return lmdeploy_python("proxy")
+
+
+def prompt_of(request: Any, tokenizer: Any) -> Any:
+    """Our template's prompt for an engine `Request`, as the native engine builds it."""
+    from ixc_app.ixc.template import build_prompt
+
+    return build_prompt(
+        request.turns,
+        tokenizer,
+        meta_instruction=request.meta_instruction,
+        prefill=request.prefill,
+        hd_num_single=request.hd_num_single,
+        hd_num_multi=request.hd_num_multi,
+    )

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 from app_harness import write_png
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, prompt_of
 
 from ixc_app.engines.base import Request
 from ixc_app.engines.remote.messages import DataUrls, chat_messages
 from ixc_app.engines.wire import IMAGE_TOKEN
 from ixc_app.ixc.prompt import IMAGE_PLACEHOLDER, ImageRef, Turn
-from ixc_app.ixc.template import CHAT_META, WRITE_META, build_prompt
+from ixc_app.ixc.template import CHAT_META, WRITE_META
 from ixc_app.ixc.tokenizer import Tokenizer
 from ixc_app.media import load_rgb
 
@@ -96,15 +96,7 @@ def _render(python: Path, cases: list[list[dict]]) -> list[dict]:
 
 
 def ours(request: Request, tokenizer: Tokenizer) -> str:
-    prompt = build_prompt(
-        request.turns,
-        tokenizer,
-        meta_instruction=request.meta_instruction,
-        prefill=request.prefill,
-        hd_num_single=request.hd_num_single,
-        hd_num_multi=request.hd_num_multi,
-    )
-    return prompt.text.replace(IMAGE_PLACEHOLDER, IMAGE_TOKEN)
+    return prompt_of(request, tokenizer).text.replace(IMAGE_PLACEHOLDER, IMAGE_TOKEN)
 
 
 def test_lmdeploy_renders_exactly_our_prompt(

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from conftest import prompt_of
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
@@ -21,7 +22,7 @@ from ixc_app.engines.base import GenerationParams, Request
 from ixc_app.engines.remote.messages import DataUrls, chat_body, chat_messages
 from ixc_app.engines.wire import AFTER_ASSISTANT, AFTER_USER, IMAGE_TOKEN, fold_turns, unfold_turns
 from ixc_app.ixc.prompt import ImageRef, Turn
-from ixc_app.ixc.template import CHAT_META, build_prompt
+from ixc_app.ixc.template import CHAT_META
 from ixc_app.ixc.tokenizer import Tokenizer
 from ixc_app.media import load_rgb
 from ixc_app.serve.inputs import Defaults, to_request
@@ -118,14 +119,7 @@ def test_our_server_reads_back_the_prompt_the_client_meant(
     defaults = Defaults(CHAT_META, 24, 6, Limits())
 
     def prompt(request: Request) -> tuple:
-        built = build_prompt(
-            request.turns,
-            tokenizer,
-            meta_instruction=request.meta_instruction,
-            prefill=request.prefill,
-            hd_num_single=request.hd_num_single,
-            hd_num_multi=request.hd_num_multi,
-        )
+        built = prompt_of(request, tokenizer)
         images = tuple((s.grid, s.num_tokens) for s in built.images)
         return built.text, tuple(s.token_ids for s in built.segments if hasattr(s, "token_ids")), images
 

@@ -6,37 +6,26 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from ixc_app import __version__
-from ixc_app.config import ConfigError, parse_settings
-from ixc_app.engines.base import EngineError
-from ixc_app.logging_setup import configure_logging
+from ixc_app.config import Settings
+from ixc_app.engines.base import Engine
+from ixc_app.entry import run
+from ixc_app.serve.app import ServerConfig
 
 log = logging.getLogger("ixc_app.serve")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        settings = parse_settings(argv, prog="python -m ixc_app.serve")
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level)
-    log.info("ixc-studio %s, OpenAI-compatible server", __version__)
-
+def _start(settings: Settings) -> tuple[Settings, Engine, ServerConfig]:
     from ixc_app import bootstrap
 
-    try:
-        settings, engine, config = bootstrap.start_server(settings)
-    except ConfigError as exc:
-        log.error("%s", exc)
-        return 2
-    except EngineError as exc:
-        log.error("%s", exc)
-        return 1
+    return bootstrap.start_server(settings)
+
+
+def _serve(started: tuple[Settings, Engine, ServerConfig]) -> None:
     import uvicorn
 
     from ixc_app.serve import create_app
 
+    settings, engine, config = started
     try:
         log.info("serving %s on http://%s:%d/v1", config.model_name, settings.host, settings.port)
         uvicorn.run(
@@ -50,7 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         engine.close()
         log.info("stopped")
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(
+        argv, prog="python -m ixc_app.serve", what="OpenAI-compatible server", start=_start, serve=_serve
+    )
 
 
 if __name__ == "__main__":
