@@ -9,12 +9,16 @@ on first use) when it cannot, or an error under `--strict`.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ixc_app.chat.runner import EngineRunner
 from ixc_app.chat.service import ChatService
+from ixc_app.compose.article_store import ArticleStore
+from ixc_app.compose.library import Library
+from ixc_app.compose.service import ComposeService
 from ixc_app.config import TINY_MODEL, ConfigError, Settings, prepare
 from ixc_app.engines.base import Engine
 from ixc_app.engines.native.layout import looks_like_checkpoint
@@ -107,24 +111,32 @@ def build_engine(settings: Settings, choice: ModelChoice) -> Engine:
 
 @dataclass
 class Services:
-    """Everything a front end needs: the settings, the engine, the store and the chat use cases."""
+    """Everything a front end needs: the settings, the engine, the store and the use cases."""
 
     settings: Settings
     engine: Engine
     store: Store
     chat: ChatService
+    compose: ComposeService
 
     def close(self) -> None:
-        """The engine first (it ends the streams, which save their answers), then the store."""
+        """The engine first (it ends the streams, which save their answers), then the stores."""
         self.engine.close()
+        self.compose.store.close()
         self.store.close()
 
 
 def build_services(settings: Settings, engine: Engine) -> Services:
     """The store and the use cases around an engine that is already running (tests pass their own)."""
     store = Store.from_settings(settings)
-    chat = ChatService(settings, EngineRunner(engine), store)
-    return Services(settings=settings, engine=engine, store=store, chat=chat)
+    runner = EngineRunner(engine)
+    chat = ChatService(settings, runner, store)
+    articles = ArticleStore(settings.compose_dir, store.media)
+    store.add_reference_source(articles.referenced_media)
+    library = Library(articles, store.media, settings.library_dirs, settings.limits)
+    threading.Thread(target=library.scan_folders, name="library-scan", daemon=True).start()
+    compose = ComposeService(settings, runner, articles, library)
+    return Services(settings=settings, engine=engine, store=store, chat=chat, compose=compose)
 
 
 def build_remote_engine(settings: Settings) -> Engine:

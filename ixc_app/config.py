@@ -23,6 +23,7 @@ from ixc_app.options import (
     format_size,
     keys,
     parse_size,
+    paths,
     port,
     positive_float,
     positive_int,
@@ -95,6 +96,7 @@ class Settings:
     api_keys: tuple[str, ...] = ()
     max_request_bytes: int = 256 * 1024**2
     served_model_name: str = ""
+    library_dirs: tuple[Path, ...] = ()
 
     @property
     def media_dir(self) -> Path:
@@ -103,6 +105,10 @@ class Settings:
     @property
     def store_dir(self) -> Path:
         return self.data_dir / "store"
+
+    @property
+    def compose_dir(self) -> Path:
+        return self.data_dir / "compose"
 
     @property
     def upload_dir(self) -> Path:
@@ -305,6 +311,15 @@ OPTIONS: tuple[Option, ...] = (
         "''",
         "NAME",
     ),
+    Option(
+        "--library",
+        "library_dirs",
+        paths,
+        "an image folder for the composer's library, read only (repeat, or join folders with ':')",
+        "none",
+        "DIR",
+        action="append",
+    ),
 )
 _LIMIT_FIELDS = {f.name for f in fields(Limits)}
 
@@ -322,7 +337,7 @@ def build_parser(prog: str = "app.py") -> argparse.ArgumentParser:
         else:
             choices = opt.parse.options if isinstance(opt.parse, Choice) else None
             metavar = "{" + ",".join(choices) + "}" if choices else opt.metavar
-            parser.add_argument(opt.flag, dest=opt.dest, metavar=metavar, help=text)
+            parser.add_argument(opt.flag, dest=opt.dest, metavar=metavar, help=text, action=opt.action)
     return parser
 
 

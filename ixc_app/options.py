@@ -6,9 +6,11 @@ turns into a `ConfigError` naming the flag or variable.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
@@ -46,6 +48,12 @@ def positive_float(text: str) -> float:
 
 def keys(text: str) -> tuple[str, ...]:
     return tuple(key.strip() for key in text.split(",") if key.strip())
+
+
+def paths(values: str | list[str]) -> tuple[Path, ...]:
+    """Folders from a repeated flag, each of which may also be a list joined by the OS path separator."""
+    items = [values] if isinstance(values, str) else values
+    return tuple(Path(part).expanduser() for item in items for part in item.split(os.pathsep) if part.strip())
 
 
 def port(text: str) -> int:
@@ -86,6 +94,7 @@ class Option:
     shown_default: str
     metavar: str | None = None
     is_flag: bool = False
+    action: str = "store"
 
     @property
     def env(self) -> str:

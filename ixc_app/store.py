@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,7 @@ class Store:
         self.max_bytes = max_bytes
         self.grace_s = grace_s
         self._cache = diskcache.Cache(str(self.root))
+        self._reference_sources: list[Callable[[], Iterable[str]]] = []
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -132,9 +134,15 @@ class Store:
         self.put(conv)
         return conv
 
+    def add_reference_source(self, source: Callable[[], Iterable[str]]) -> None:
+        """Another keeper of media (the composer's articles and libraries): keys it returns are referenced."""
+        self._reference_sources.append(source)
+
     def referenced_media(self) -> frozenset[str]:
-        """Keys of every media file some conversation (of any owner) refers to."""
+        """Keys of every media file some conversation (of any owner) or reference source refers to."""
         keys: set[str] = set()
+        for source in self._reference_sources:
+            keys.update(source())
         for key in self._cache.iterkeys():
             if isinstance(key, tuple) and key[0] == _CONV:
                 raw = self._cache.get(key)

@@ -84,6 +84,7 @@ class RunningApp:
     def close(self) -> None:
         """Stops serving and closes the store; the engine belongs to the test that made it."""
         self.demo.close()
+        self.services.compose.store.close()
         self.store.close()
 
 
