@@ -60,6 +60,13 @@ class Planner:
             notes.append(say("note.no_beams", beams=settings.num_beams))
         return tuple(notes)
 
+    def engine_notes(self) -> tuple[str, ...]:
+        """What this engine lacks that the writing settings offer, said once in the settings panel."""
+        notes = [say("note.base_mode")] if self.mode != "write" else []
+        if not self.capabilities.supports_beam_search:
+            notes.append(say("note.beam_search"))
+        return tuple(notes)
+
     def params(self, settings: WritingSettings, max_new_tokens: int, *, writing: bool) -> GenerationParams:
         """The demo's sampling (top_p 0.8, top_k 40); the user's beams, penalty and sampling for writing."""
         beams = settings.num_beams if writing and self.capabilities.supports_beam_search else 1

@@ -15,6 +15,10 @@ import gradio as gr
 from ixc_app.ui.api import ChatApi
 from ixc_app.ui.chat_events import wire_chat
 from ixc_app.ui.chat_handlers import ChatHandlers
+from ixc_app.ui.compose_api import ComposeApi
+from ixc_app.ui.compose_events import wire_composer
+from ixc_app.ui.compose_handlers import ComposeHandlers
+from ixc_app.ui.compose_layout import composer_tab
 from ixc_app.ui.examples import chat_examples
 from ixc_app.ui.launch import launch
 from ixc_app.ui.layout import chat_tab, header
@@ -42,8 +46,16 @@ def build_app(services: Services) -> gr.Blocks:
     handlers = ChatHandlers(service, examples)
     with gr.Blocks(title="IXC-2.5 Studio", delete_cache=UPLOAD_CACHE_SWEEP, analytics_enabled=False) as demo:
         header(capabilities.is_demo_model)
-        with gr.Tabs(), gr.Tab("Chat", id="chat"):
-            view = chat_tab(settings, service.default_settings(), examples)
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"):
+                view = chat_tab(settings, service.default_settings(), examples)
+            composer = services.compose
+            compose_view = composer_tab(composer.default_settings(), settings.limits.max_new_tokens, composer.planner.engine_notes())
         wire_chat(demo, view, handlers, ChatApi(service), capabilities.max_concurrency)
+        compose_handlers = ComposeHandlers(composer)
+        wire_composer(
+            view.browser, compose_view, compose_handlers, ComposeApi(composer, compose_handlers),
+            capabilities.max_concurrency,
+        )  # fmt: skip
     demo.queue(max_size=QUEUE_MAX_SIZE)
     return demo

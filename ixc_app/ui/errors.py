@@ -15,6 +15,8 @@ import gradio as gr
 
 from ixc_app.chat import ContextBudgetExceeded, ConversationError
 from ixc_app.chat.service import InputRejected
+from ixc_app.compose.article_store import ArticleNotFound
+from ixc_app.compose.errors import ComposeFailed, ComposeRejected
 from ixc_app.engines.base import EngineError
 from ixc_app.media import MediaNotFound, MediaRejected
 from ixc_app.store import ConversationNotFound
@@ -32,6 +34,9 @@ USER_FACING: tuple[type[Exception], ...] = (
     ConversationNotFound,
     ContextBudgetExceeded,
     EngineError,
+    ComposeRejected,
+    ComposeFailed,
+    ArticleNotFound,
 )
 
 
