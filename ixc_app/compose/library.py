@@ -38,9 +38,24 @@ Describe = Callable[[str], str]
 """Caption one stored image (by key) with the model."""
 
 
+STOPWORDS = frozenset("的 了 在 是 和 与 及 有 个 着 上 中 一 the a an of on in at with and to is are by".split())
+
+
 def tokens(text: str) -> list[str]:
-    """Search terms of a caption or query: jieba's search-mode words, lower-cased, without punctuation."""
-    return [t.lower() for t in jieba.lcut_for_search(text) if any(ch.isalnum() for ch in t)]
+    """Search terms of a caption or query: jieba's search-mode words, lower-cased, without punctuation or
+    stop words, plus the single Chinese characters of longer words, so that 塔 finds 雷峰塔."""
+    terms: list[str] = []
+    for word in jieba.lcut_for_search(text.lower()):
+        if not any(ch.isalnum() for ch in word) or word in STOPWORDS:
+            continue
+        terms.append(word)
+        if len(word) > 1:
+            terms += [ch for ch in word if _is_cjk(ch) and ch not in STOPWORDS]
+    return terms
+
+
+def _is_cjk(ch: str) -> bool:
+    return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf"
 
 
 class SearchIndex:

@@ -53,6 +53,7 @@ class Composition:
         self.library = library
         self._save = save
         self._saved_at = 0.0
+        self._saved: Article | None = None
 
     # The run
 
@@ -79,6 +80,7 @@ class Composition:
                 yield say("status.finished", step=say(f"step.{step}"))
                 if single_step:
                     break
+            self._settle(start)
             if self.article.stage == DONE:
                 yield say(
                     "status.done",
@@ -86,15 +88,21 @@ class Composition:
                     images=len(self.article.image_keys),
                 )
         finally:
-            if self.article.content != start.content:
-                undo_stack = (*start.undo_stack, start.content)[-UNDO_DEPTH:]
-                self.article = replace(self.article, undo_stack=undo_stack, redo_stack=())
-            self.save(force=True)
+            self._settle(start)
+
+    def _settle(self, start: Article) -> None:
+        """Put the content the run started from on the undo stack (once) and save."""
+        if self.article.content != start.content and self.article.undo_stack == start.undo_stack:
+            undo_stack = (*start.undo_stack, start.content)[-UNDO_DEPTH:]
+            self.article = replace(self.article, undo_stack=undo_stack, redo_stack=())
+        self.save(force=True)
 
     def save(self, *, force: bool) -> None:
         now = time.monotonic()
+        if self.article == self._saved:
+            return
         if force or now - self._saved_at >= SAVE_INTERVAL_S:
-            self.article = self._save(touch(self.article))
+            self.article = self._saved = self._save(touch(self.article))
             self._saved_at = now
 
     def _set(self, content: Content) -> None:
