@@ -98,11 +98,12 @@ def _form(defaults: WritingSettings, visible: bool = True) -> list[gr.components
         gr.Dropdown(
             ["auto", *(str(n) for n in range(1, MAX_IMAGES + 1))],
             value="auto",
-            label=say("ui.n_images") if visible else "n_images",
-            info=say("ui.n_images_info") if visible else None,
-            visible=visible,
-            elem_id="compose-n-images" if visible else None,
-        ),
+            label=say("ui.n_images"),
+            info=say("ui.n_images_info"),
+            elem_id="compose-n-images",
+        )
+        if visible
+        else gr.Textbox("auto", label="n_images", visible=False),
         gr.Number(0, precision=0, minimum=0, label=say("ui.target_length") if visible else "target_length",
                   visible=visible),
         gr.Checkbox(defaults.plan_first, label=say("ui.plan_first") if visible else "plan_first", visible=visible),
