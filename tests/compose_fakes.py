@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from app_harness import write_png
+from app_harness import RunningApp, app_settings, start_app, write_png
 
 from ixc_app.compose.article_store import ArticleStore
 from ixc_app.compose.library import Library
@@ -91,3 +91,11 @@ def compose_service(root: Path, engine: object, folders: tuple[Path, ...] = (), 
 def image_folder(folder: Path, count: int) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     return [write_png(folder / f"picture-{i}.png", (20 * i % 255, 120, 200 - 15 * i)) for i in range(count)]
+
+
+def start_composer(data_dir: Path, library_dir: Path, engine: object, images: int = 8) -> RunningApp:
+    """The real app on `engine` with a library folder of generated images, scanned before it is used."""
+    image_folder(library_dir, images)
+    running = start_app(replace(app_settings(data_dir), library_dirs=(library_dir,)), engine)  # type: ignore[arg-type]
+    running.services.compose.library.scan_folders()
+    return running

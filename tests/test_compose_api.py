@@ -8,15 +8,14 @@ import io
 import time
 import zipfile
 from collections.abc import Iterator
-from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import markdown
 import pytest
-from app_harness import RunningApp, app_settings, start_app
-from compose_fakes import image_folder
+from app_harness import RunningApp
+from compose_fakes import start_composer
 from gradio_client.exceptions import AppError
 
 from ixc_app.compose.article import DONE, Article
@@ -31,11 +30,7 @@ COMPOSE_PARAMETERS = [
 
 @pytest.fixture(scope="module")
 def composer(tmp_path_factory: pytest.TempPathFactory, engine: Any) -> Iterator[RunningApp]:
-    folder = tmp_path_factory.mktemp("library")
-    image_folder(folder, 8)
-    settings = replace(app_settings(tmp_path_factory.mktemp("app")), library_dirs=(folder,))
-    running = start_app(settings, engine)
-    running.services.compose.library.scan_folders()
+    running = start_composer(tmp_path_factory.mktemp("app"), tmp_path_factory.mktemp("library"), engine)
     yield running
     running.close()
 
