@@ -26,7 +26,7 @@ CAPTIONS = {
 
 @pytest.fixture(scope="module")
 def index() -> SearchIndex:
-    return SearchIndex(list(CAPTIONS), list(CAPTIONS.values()))
+    return SearchIndex.of_captions(list(CAPTIONS), list(CAPTIONS.values()))
 
 
 @pytest.mark.parametrize(

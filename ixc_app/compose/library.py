@@ -59,14 +59,18 @@ def _is_cjk(ch: str) -> bool:
 
 
 class SearchIndex:
-    """BM25 over a fixed list of captioned images."""
+    """BM25 over a fixed list of captioned images, each given as its caption's `tokens`."""
 
-    def __init__(self, keys: Sequence[str], captions: Sequence[str]) -> None:
+    def __init__(self, keys: Sequence[str], terms: Sequence[Sequence[str]]) -> None:
         self.keys = tuple(keys)
         self._position = {key: i for i, key in enumerate(self.keys)}
         self._bm25 = bm25s.BM25()
         if self.keys:
-            self._bm25.index([tokens(c) for c in captions], show_progress=False)
+            self._bm25.index([list(t) for t in terms], show_progress=False)
+
+    @classmethod
+    def of_captions(cls, keys: Sequence[str], captions: Sequence[str]) -> SearchIndex:
+        return cls(keys, [tokens(c) for c in captions])
 
     def search(self, query: str, exclude: Sequence[str] = (), k: int = CANDIDATES) -> list[str]:
         """The best-matching keys (a positive score only), best first, none of `exclude`."""
@@ -127,6 +131,8 @@ class Library:
         self._scan_lock = threading.Lock()
         self._lock = threading.Lock()
         self._captions: dict[str, str] = {}
+        self._terms: dict[str, tuple[str, ...]] = {}
+        """Each caption's search terms: segmenting is most of an index build, so it is done once per image."""
         self._indexes: OrderedDict[tuple[str, ...], SearchIndex] = OrderedDict()
 
     # Contents
@@ -230,7 +236,10 @@ class Library:
                 return index
         captions = self.captions(pool)
         keys = [k for k in pool if k in captions]
-        index = SearchIndex(keys, [captions[k] for k in keys])
+        for key in keys:
+            if key not in self._terms:
+                self._terms[key] = tuple(tokens(captions[key]))
+        index = SearchIndex(keys, [self._terms[k] for k in keys])
         with self._lock:
             self._indexes[pool] = index
             while len(self._indexes) > INDEX_CACHE_SIZE:
