@@ -2,7 +2,8 @@
 
 1. Library search: 10 000 synthetic bilingual captions (Chinese and English words drawn from small
    vocabularies, as the library captioning prompt asks for both) in one user's library. Prints the BM25 index
-   build time (the first search of a pool), the resident memory that added, and the median and 95th-percentile time of
+   build time (the first search of a pool), the resident memory that added, and the median and
+   95th-percentile time of
    `Library.search` (the whole call: pool, cached index, BM25 with used images masked, fill-up) over 300
    queries in both languages with 3 used images excluded.
 2. Compose: a 6-paragraph, 3-image article on the tiny checkpoint (CPU, hd_num 1) with a library of 12
@@ -35,8 +36,70 @@ from ixc_app.compose.options import ComposeOptions
 REAL_TOKENIZER = Path(__file__).resolve().parents[2] / "shared" / "data" / "internlm2" / "tokenizer.model"
 LIBRARY_SIZE = 10_000
 QUERIES = 300
-ZH = "西湖 夕阳 小船 雷峰塔 山顶 绿树 橘猫 沙发 睡觉 夜市 小吃 电动车 充电 城市 街道 雨天 雪景 海边 沙滩 孩子 老人 花园 桥 河流 高楼 灯光 咖啡 书店 火车 飞机".split()
-EN = "lake sunset boat pagoda hill tree cat sofa sleeping market food scooter charging city street rain snow sea beach child old garden bridge river tower light coffee books train plane".split()
+ZH = [
+    "西湖",
+    "夕阳",
+    "小船",
+    "雷峰塔",
+    "山顶",
+    "绿树",
+    "橘猫",
+    "沙发",
+    "睡觉",
+    "夜市",
+    "小吃",
+    "电动车",
+    "充电",
+    "城市",
+    "街道",
+    "雨天",
+    "雪景",
+    "海边",
+    "沙滩",
+    "孩子",
+    "老人",
+    "花园",
+    "桥",
+    "河流",
+    "高楼",
+    "灯光",
+    "咖啡",
+    "书店",
+    "火车",
+    "飞机",
+]
+EN = [
+    "lake",
+    "sunset",
+    "boat",
+    "pagoda",
+    "hill",
+    "tree",
+    "cat",
+    "sofa",
+    "sleeping",
+    "market",
+    "food",
+    "scooter",
+    "charging",
+    "city",
+    "street",
+    "rain",
+    "snow",
+    "sea",
+    "beach",
+    "child",
+    "old",
+    "garden",
+    "bridge",
+    "river",
+    "tower",
+    "light",
+    "coffee",
+    "books",
+    "train",
+    "plane",
+]
 OWNER = "bench-owner-0123456789"
 
 
@@ -66,9 +129,7 @@ def bench_search(folder: Path) -> None:
     build_s = time.perf_counter() - started
     grown = process.memory_info().rss - rss
     exclude = keys[:3]
-    queries = [
-        "".join(rng.sample(ZH, 3)) if i % 2 else " ".join(rng.sample(EN, 4)) for i in range(QUERIES)
-    ]
+    queries = ["".join(rng.sample(ZH, 3)) if i % 2 else " ".join(rng.sample(EN, 4)) for i in range(QUERIES)]
     times = []
     for query in queries:
         started = time.perf_counter()
@@ -95,10 +156,10 @@ def bench_search(folder: Path) -> None:
 
 def bench_compose(folder: Path) -> None:
     from app_harness import write_png
+    from compose_fakes import compose_service
     from conftest import native_engine
 
     from ixc_app.engines.native.tiny import write_tiny_checkpoint
-    from compose_fakes import compose_service
 
     tokenizer = REAL_TOKENIZER if REAL_TOKENIZER.is_file() else None
     checkpoint = write_tiny_checkpoint(folder / "tiny", tokenizer)
@@ -123,11 +184,11 @@ def bench_compose(folder: Path) -> None:
         pass
     paragraphs = [f"第{i + 1}段：西湖的春天，苏堤的柳树和湖上的小船。" for i in range(6)]
     article = service.set_draft(OWNER, article.id, "\n".join(paragraphs))
-    for last in service.compose(article):
-        pass
+    done = list(service.compose(article))[-1].article
     total_s = time.perf_counter() - started
-    done = last.article
-    print(f"  article: {len(done.paragraphs)} paragraphs, {len(done.image_keys)} images, {total_s:.1f} s in all")
+    print(
+        f"  article: {len(done.paragraphs)} paragraphs, {len(done.image_keys)} images, {total_s:.1f} s in all"
+    )
     print(f"  {'step':<11}{'calls':>6}{'prompt tok':>12}{'cached tok':>12}{'generated':>11}{'time s':>9}")
     for s in done.stats:
         print(f"  {s.step:<11}{s.calls:>6}{s.prompt_tokens:>12}{s.cached_tokens:>12}{s.generated_tokens:>11}"

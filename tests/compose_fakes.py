@@ -11,6 +11,7 @@ from pathlib import Path
 
 from app_harness import RunningApp, app_settings, start_app, write_png
 
+from ixc_app.chat.runner import EngineRunner
 from ixc_app.compose.article_store import ArticleStore
 from ixc_app.compose.library import Library
 from ixc_app.compose.service import ComposeService
@@ -18,7 +19,6 @@ from ixc_app.config import Limits, Settings
 from ixc_app.engines.base import Delta, EngineCapabilities, Finished, Request, StreamItem
 from ixc_app.ixc.compose import CAPTION_PREFILL, SELECTION_PREFILL, SLOT_PREFILL
 from ixc_app.media import MediaStore
-from ixc_app.chat.runner import EngineRunner
 
 DRAFT = "西湖在杭州。\n\n春天的苏堤很美。\n断桥残雪。\n雷峰塔的传说。\n湖边的茶馆。\n夜晚的音乐喷泉。"
 Answer = Callable[[Request], str]
@@ -41,8 +41,8 @@ class ScriptedComposeFakeEngine:
     """Streams the scripted answer a few characters per step (every `step_s`), records every request."""
 
     def __init__(self, answer: Answer = scripted_answer, step_s: float = 0.0, **capabilities: object) -> None:
-        self.capabilities = replace(EngineCapabilities(name="compose-fake", modes=frozenset({"base", "write"})),
-                                    **capabilities)  # fmt: skip
+        base = EngineCapabilities(name="compose-fake", modes=frozenset({"base", "write"}))
+        self.capabilities = replace(base, **capabilities)
         self.tokenizer = _CharTokenizer()
         self.answer = answer
         self.step_s = step_s
@@ -80,7 +80,9 @@ class _CharTokenizer:
         return ""
 
 
-def compose_service(root: Path, engine: object, folders: tuple[Path, ...] = (), **limits: int) -> ComposeService:
+def compose_service(
+    root: Path, engine: object, folders: tuple[Path, ...] = (), **limits: int
+) -> ComposeService:
     settings = Settings(data_dir=root, limits=replace(Limits(), **limits), hd_num_single=1, hd_num_multi=1)
     media = MediaStore(settings.media_dir)
     store = ArticleStore(settings.compose_dir, media)

@@ -4,7 +4,6 @@ image). The demo model's answers are noise, so this exercises the pipeline's fal
 
 from __future__ import annotations
 
-import io
 import time
 import zipfile
 from collections.abc import Iterator

@@ -78,7 +78,11 @@ def test_compose_edit_swap_undo_export(composer: Any, browser: Any) -> None:  # 
     set_number(page, "#edit-paragraph", slot + 1)
     wait_until(lambda: page.locator("#edit-gallery img").count() > 1, "the candidates are shown")
     figure = current(composer).paragraphs[slot].figure
-    other = next(i for i, k in enumerate(figure.candidates) if k != figure.key and k not in current(composer).image_keys)
+    other = next(
+        i
+        for i, k in enumerate(figure.candidates)
+        if k != figure.key and k not in current(composer).image_keys
+    )
     page.locator("#edit-gallery img").nth(other).click()
     wait_until(lambda: preview_images(page) != before, "the preview shows the new image")
     assert current(composer).paragraphs[slot].figure.key == figure.candidates[other]

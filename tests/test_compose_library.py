@@ -57,7 +57,9 @@ def test_candidates_fill_up_from_the_pool() -> None:
     assert pick_unused(["b"], ["a", "b", "c", "d"], ["c"], 3) == ("b", "a", "d")
 
 
-def test_a_second_index_run_calls_the_engine_zero_times(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_second_index_run_calls_the_engine_zero_times(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     folder = tmp_path / "library"
     image_folder(folder, 3)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 4)

@@ -42,7 +42,10 @@ def test_outline_and_essay_prompts() -> None:
     assert essay_prompt("西湖游记", "一、春\n二、夏") == (
         "根据下面的题目和写作大纲进行写作。\n**题目**\n西湖游记\n\n**大纲：**\n一、春\n二、夏\n\n**正文写作：**\n"
     )
-    assert outline_prompt("题", 2) == "<ImageHere> <ImageHere>请列出下面的作文题目对应的写作大纲。\n**题目：**\n题"
+    assert (
+        outline_prompt("题", 2)
+        == "<ImageHere> <ImageHere>请列出下面的作文题目对应的写作大纲。\n**题目：**\n题"
+    )
 
 
 def test_one_pass_prompt_puts_reference_images_first() -> None:
@@ -60,7 +63,9 @@ def test_paragraphs_split_on_lines_collapsing_blanks_at_most_sixty() -> None:
 
 def test_seg_indexing_and_slot_prompt() -> None:
     assert indexed(["甲", "乙"]) == "<Seg0> 甲\n<Seg1> 乙\n"
-    assert slot_prompt(["甲", "乙"], 2) == '给定文章"<Seg0> 甲\n<Seg1> 乙\n" 根据上述文章，选择适合插入图像的2行'
+    assert (
+        slot_prompt(["甲", "乙"], 2) == '给定文章"<Seg0> 甲\n<Seg1> 乙\n" 根据上述文章，选择适合插入图像的2行'
+    )
     assert slot_prompt(["甲"], None) == '给定文章"<Seg0> 甲\n" 根据上述文章，选择适合插入图像的行'
     assert slot_prompt(["甲"], 1, n_uploads=2).startswith('<ImageHere> <ImageHere> 给定文章"<Seg0> 甲\n"')
 
@@ -85,8 +90,8 @@ def test_caption_prompt_is_the_one_shot_example_then_the_question() -> None:
     assert prompt.startswith('<input>\n给定文章"<Seg0> 大多数的车友们在选车、购车时都会格外关注续航\n')
     assert '<output>\n标题是"一个人正站在充电桩前给电动滑板车充电，面容看上去有些疲惫"</output>\n' in prompt
     assert prompt.endswith(
-        '<input>\n给定文章"<Seg0> 西湖在杭州。\n<Seg1> 春天的苏堤很美。\n" 给出适合在<Seg0>后插入的图像对应的标题。'
-        "</input><output>"
+        '<input>\n给定文章"<Seg0> 西湖在杭州。\n<Seg1> 春天的苏堤很美。\n" '
+        "给出适合在<Seg0>后插入的图像对应的标题。</input><output>"
     )
 
 
@@ -157,7 +162,17 @@ def test_caption_answers(answer: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("answer", "expected"),
-    [("B", 1), (" C.", 2), ("最合适的图是D", 3), ("：Ｂ", 1), ("b", 1), ("E", 0), ("garbage", 0), ("", 0), ("图", 0)],
+    [
+        ("B", 1),
+        (" C.", 2),
+        ("最合适的图是D", 3),
+        ("：Ｂ", 1),
+        ("b", 1),
+        ("E", 0),
+        ("garbage", 0),
+        ("", 0),
+        ("图", 0),
+    ],
 )
 def test_selection_answers(answer: str, expected: int) -> None:
     assert parse_choice(answer, 4) == expected

@@ -1,5 +1,5 @@
-"""Rendering and export are safe whatever the model or the user wrote, checked with an HTML parser: the preview,
-the self-contained HTML file and the Markdown of the zip (as a Markdown viewer would render it)."""
+"""Rendering and export are safe whatever the model or the user wrote, checked with an HTML parser: the
+preview, the self-contained HTML file and the Markdown of the zip (as a Markdown viewer would render it)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from ixc_app.media import MediaStore
 ATTACKS = [
     "<script>alert('script')</script>after the script",
     '<img src=x onerror="alert(1)">',
-    "[click me](javascript:alert(1)) and <a href=\"javascript:alert(2)\">this</a>",
+    '[click me](javascript:alert(1)) and <a href="javascript:alert(2)">this</a>',
     '<iframe src="https://evil.example/"></iframe>',
     '<div style="position:fixed" onclick="alert(3)">raw html</div><b onmouseover=alert(4)>b</b>',
     "![tracker](https://evil.example/pixel.png) and ![x](javascript:alert(5))",
@@ -69,7 +69,9 @@ def article(tmp_path: Path) -> tuple[Article, MediaStore]:
     paragraphs = [Paragraph(text) for text in ATTACKS]
     paragraphs[1] = Paragraph(ATTACKS[1], Figure(CAPTION, (keys[0],), keys[0]))
     paragraphs[5] = Paragraph(ATTACKS[5], Figure("[x](javascript:alert(10))", (keys[1],), keys[1]))
-    return Article(id="a" * 16, owner="o" * 16, title="<script>t</script>", content=Content(paragraphs=tuple(paragraphs))), media
+    return Article(
+        id="a" * 16, owner="o" * 16, title="<script>t</script>", content=Content(paragraphs=tuple(paragraphs))
+    ), media
 
 
 def test_the_preview_is_inert_and_shows_only_stored_images(article: tuple[Article, MediaStore]) -> None:
@@ -107,6 +109,6 @@ def test_the_markdown_export_renders_inert_and_its_links_resolve(article: tuple[
 
 
 def test_markdown_places_each_image_after_its_paragraph(article: tuple[Article, MediaStore]) -> None:
-    art, media = article
+    art, _ = article
     blocks = markdown_text(art, lambda key: f"images/{key[:4]}.png").split("\n\n")
     assert blocks[2].startswith("![") and blocks[2].endswith(f"(images/{art.image_keys[0][:4]}.png)")

@@ -23,10 +23,7 @@ def options(n_images: int | None = 3, **settings: object) -> ComposeOptions:
 
 
 def run_all(service, article, **kw):  # type: ignore[no-untyped-def]
-    last = None
-    for last in service.compose(article, **kw):
-        pass
-    return last.article
+    return list(service.compose(article, **kw))[-1].article
 
 
 @pytest.fixture
@@ -67,7 +64,11 @@ def test_the_whole_pipeline_sends_the_trained_prompts_and_illustrates(service) -
     # "B" was answered every time: each slot shows its second candidate.
     assert all(p.figure.key == p.figure.candidates[1] for p in article.paragraphs if p.figure)
     stats = {s.step: s for s in article.stats}
-    assert stats["captions"].calls == 3 and stats["candidates"].calls == 0 and stats["select"].cached_tokens == 12
+    assert (
+        stats["captions"].calls == 3
+        and stats["candidates"].calls == 0
+        and stats["select"].cached_tokens == 12
+    )
 
 
 def test_stop_mid_draft_keeps_the_text_and_continue_finishes_it(tmp_path: Path) -> None:
@@ -101,7 +102,9 @@ def test_reference_uploads_without_a_library_are_each_used_once(tmp_path: Path) 
     article = run_all(service, service.start(OWNER, "写一篇西湖游记", uploads, options(None)))
     assert sorted(article.image_keys) == sorted(uploads)
     slots = next(r for r in engine.requests if r.prefill == SLOT_PREFILL)
-    assert slots.turns[0].text.startswith("<ImageHere> <ImageHere> 给定文章") and len(slots.turns[0].images) == 2
+    assert (
+        slots.turns[0].text.startswith("<ImageHere> <ImageHere> 给定文章") and len(slots.turns[0].images) == 2
+    )
     assert not any(r.prefill == CAPTION_PREFILL for r in engine.requests)
     # Two candidates, then one left: the second slot needs no call.
     assert sum(r.prefill == SELECTION_PREFILL for r in engine.requests) == 1
@@ -138,7 +141,9 @@ def test_edits_undo_redo_and_images(service) -> None:  # type: ignore[no-untyped
     [edited] = list(service.edit(OWNER, aid, 0, "replace_text", "新的\n开头"))[-1:]
     assert edited.paragraphs[0].text == "新的 开头"
     rewritten = list(service.edit(OWNER, aid, 2, "rewrite", "更生动"))[-1]
-    assert service.runner.engine.requests[-1].turns[0].text == f"改写以下段落：{texts[2]}\n基于以下素材：更生动"
+    assert (
+        service.runner.engine.requests[-1].turns[0].text == f"改写以下段落：{texts[2]}\n基于以下素材：更生动"
+    )
     assert service.runner.engine.requests[-1].mode == "base"
     assert rewritten.paragraphs[2].text == DRAFT.replace("\n\n", "\n").replace("\n", " ")
     inserted = list(service.edit(OWNER, aid, 0, "insert_after", "过渡"))[-1]
@@ -151,7 +156,7 @@ def test_edits_undo_redo_and_images(service) -> None:  # type: ignore[no-untyped
     assert "新的 开头" not in [p.text for p in deleted.paragraphs]
     for _ in range(4):
         service.undo(OWNER, aid)
-    assert [p.text for p in service.open(OWNER, aid).paragraphs][0] == "新的 开头"
+    assert service.open(OWNER, aid).paragraphs[0].text == "新的 开头"
     service.undo(OWNER, aid)
     assert [p.text for p in service.open(OWNER, aid).paragraphs] == texts
     assert service.redo(OWNER, aid).paragraphs[0].text == "新的 开头"
@@ -163,7 +168,12 @@ def test_edits_undo_redo_and_images(service) -> None:  # type: ignore[no-untyped
     with pytest.raises(ComposeRejected):  # never the same image twice
         service.pick_image(OWNER, aid, slot + 2, other)
     searched = service.search_images(OWNER, aid, slot, "湖")
-    assert other not in [k for p in searched.paragraphs if p is not searched.paragraphs[slot] for k in [p.figure and p.figure.key]]
+    assert other not in [
+        k
+        for p in searched.paragraphs
+        if p is not searched.paragraphs[slot]
+        for k in [p.figure and p.figure.key]
+    ]
     removed = service.remove_image(OWNER, aid, slot)
     assert removed.paragraphs[slot].figure is None
     assert service.undo(OWNER, aid).paragraphs[slot].figure is not None

@@ -38,7 +38,36 @@ Describe = Callable[[str], str]
 """Caption one stored image (by key) with the model."""
 
 
-STOPWORDS = frozenset("的 了 在 是 和 与 及 有 个 着 上 中 一 the a an of on in at with and to is are by".split())
+STOPWORDS = frozenset(
+    [
+        "的",
+        "了",
+        "在",
+        "是",
+        "和",
+        "与",
+        "及",
+        "有",
+        "个",
+        "着",
+        "上",
+        "中",
+        "一",
+        "the",
+        "a",
+        "an",
+        "of",
+        "on",
+        "in",
+        "at",
+        "with",
+        "and",
+        "to",
+        "is",
+        "are",
+        "by",
+    ]
+)
 
 
 def tokens(text: str) -> list[str]:

@@ -24,8 +24,8 @@ from ixc_app.compose.article import Article
 from ixc_app.media import MediaStore
 
 TEXT_TAGS = {
-    "p", "br", "strong", "em", "b", "i", "u", "s", "del", "code", "pre", "blockquote",
-    "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "hr", "a", "table", "thead", "tbody", "tr", "th", "td",
+    "p", "br", "strong", "em", "b", "i", "u", "s", "del", "code", "pre", "blockquote", "h1", "h2", "h3",
+    "h4", "h5", "h6", "ul", "ol", "li", "hr", "a", "table", "thead", "tbody", "tr", "th", "td",
 }  # fmt: skip
 TEXT_ATTRIBUTES = {"a": {"href", "title"}}
 LINK_SCHEMES = {"http", "https", "mailto"}

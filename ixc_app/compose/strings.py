@@ -20,31 +20,51 @@ STRINGS: dict[str, str] = {
     "status.finished": "{step} done.",
     "status.stopped": "Stopped during {step}; what was written is kept. Continue picks up from there.",
     "status.done": "The article is ready: {paragraphs} paragraphs, {images} images.",
-    "status.cache": "{step}: {calls} engine calls, {prompt} prompt tokens ({cached} from the prefix cache), "
-    "{generated} generated, {seconds:.1f} s",
+    "status.cache": (
+        "{step}: {calls} engine calls, {prompt} prompt tokens ({cached} from the prefix cache), "
+        "{generated} generated, {seconds:.1f} s"
+    ),
     # Notes the article keeps (each said once)
-    "note.base_mode": "This engine has no write mode (the article-writing LoRA), so the composer writes in base "
-    "mode; results may be less polished.",
-    "note.no_beams": "This engine has no beam search, so the article is sampled instead ({beams} beams asked).",
+    "note.base_mode": (
+        "This engine has no write mode (the article-writing LoRA), so the composer writes in base "
+        "mode; results may be less polished."
+    ),
+    "note.no_beams": (
+        "This engine has no beam search, so the article is sampled instead ({beams} beams asked)."
+    ),
     "note.beam_search": "It has no beam search: more than one beam is sampled instead.",
-    "note.no_images": "There are no images to illustrate with: add images to your library or attach reference "
-    "images, then run the image steps again.",
-    "note.fewer_images": "Only {found} of the {wanted} images could be placed: the library has no more unused "
-    "images.",
-    "note.context_slots": "The article is too long for the model to choose image places; they were spread "
-    "evenly instead.",
-    "note.context_caption": "Paragraph {n} is too far into a long article for the model's context; its caption "
-    "was taken from the paragraph.",
-    "note.context_select": "The model's context holds {shown} of the candidates for paragraph {n}; the images "
-    "already chosen or the other candidates were left out of the choice.",
-    "note.context_select_none": "The choice for paragraph {n} does not fit the model's context; the first "
-    "candidate was taken.",
+    "note.no_images": (
+        "There are no images to illustrate with: add images to your library or attach reference "
+        "images, then run the image steps again."
+    ),
+    "note.fewer_images": (
+        "Only {found} of the {wanted} images could be placed: the library has no more unused images."
+    ),
+    "note.context_slots": (
+        "The article is too long for the model to choose image places; they were spread evenly instead."
+    ),
+    "note.context_caption": (
+        "Paragraph {n} is too far into a long article for the model's context; its caption was "
+        "taken from the paragraph."
+    ),
+    "note.context_select": (
+        "The model's context holds {shown} of the candidates for paragraph {n}; the images already "
+        "chosen or the other candidates were left out of the choice."
+    ),
+    "note.context_select_none": (
+        "The choice for paragraph {n} does not fit the model's context; the first candidate was taken."
+    ),
     # Errors
-    "error.empty_instruction": "The instruction is empty; describe the article you want, or paste an outline.",
-    "error.long_instruction": "The instruction is {n:,} characters long, over the limit of {limit:,}; shorten it.",
+    "error.empty_instruction": (
+        "The instruction is empty; describe the article you want, or paste an outline."
+    ),
+    "error.long_instruction": (
+        "The instruction is {n:,} characters long, over the limit of {limit:,}; shorten it."
+    ),
     "error.n_images": "The number of images must be 'auto' or a whole number from 1 to 10, not {value!r}.",
-    "error.target_length": "The target length must be a whole number of characters from 0 to 20000, not "
-    "{value!r}.",
+    "error.target_length": (
+        "The target length must be a whole number of characters from 0 to 20000, not {value!r}."
+    ),
     "error.setting": "{name} must be between {low:g} and {high:g}, not {value!r}.",
     "error.too_many_files": "{n} reference images are attached but an article may have at most {limit}.",
     "error.not_image": "'{name}' is a video; the composer illustrates with images only.",
@@ -54,11 +74,16 @@ STRINGS: dict[str, str] = {
     "error.format": "The export format must be 'markdown-zip' or 'html', not {value!r}.",
     "error.no_paragraphs": "The article has no paragraphs yet; compose it first.",
     "error.step": "There is no step {value!r}; use one of {steps}.",
-    "error.context": "The prompt for {step} ({tokens} tokens) does not fit the model's context of {limit} "
-    "tokens; shorten the instruction, the outline or the article, or attach fewer reference images.",
+    "error.context": (
+        "The prompt for {step} ({tokens} tokens) does not fit the model's context of {limit} "
+        "tokens; shorten the instruction, the outline or the article, or attach fewer reference "
+        "images."
+    ),
     "error.failed": "The model failed during {step} ({reason}); what was written is kept, so try Continue.",
-    "error.unexpected": "The model failed during {step} (the details are in the server log); what was written is "
-    "kept, so try Continue.",
+    "error.unexpected": (
+        "The model failed during {step} (the details are in the server log); what was written is "
+        "kept, so try Continue."
+    ),
     "error.no_caption": "Type a caption to search for first.",
     "error.library_empty": "The library is empty; upload images to it first.",
     # The Composer tab

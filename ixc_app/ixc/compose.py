@@ -1,11 +1,11 @@
 """The composer's trained prompt formats (spec section 5), character for character, as pure functions.
 
-IXC-2.5 was tuned on these Chinese scaffolds, so they are reproduced exactly as the official composition demo
-writes them: `<Seg{i}> ` indexed paragraphs, the slot question with its assistant prefill, the caption question
-with the `past` chain of earlier captions inside the 2.5 demo's one-shot example, the selection question with
-lettered candidates, and the paragraph edits. Images are `<ImageHere>` placeholders the chat template fills.
-Each function returns only the user text (and the prefill or system text where the format has one); the chat
-template adds the turn markers. The answers are read back by `ixc.compose_parse`.
+IXC-2.5 was tuned on these Chinese scaffolds, so they are reproduced exactly as the official composition
+demo writes them: `<Seg{i}> ` indexed paragraphs, the slot question with its assistant prefill, the caption
+question with the `past` chain of earlier captions inside the 2.5 demo's one-shot example, the selection
+question with lettered candidates, and the paragraph edits. Images are `<ImageHere>` placeholders the chat
+template fills. Each function returns only the user text (and the prefill or system text where the format
+has one); the chat template adds the turn markers. The answers are read back by `ixc.compose_parse`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ MODEL_EDITS: tuple[ModelEdit, ...] = ("rewrite", "expand", "shorten", "insert_be
 
 
 def images_first(text: str, n_images: int) -> str:
-    """Reference images before the text, as the demo writes them (`<image> ` each, stripped, then the text)."""
+    """Reference images before the text, as the demo writes them (`<image> ` each, stripped, then text)."""
     return (f"{IMAGE_PLACEHOLDER} " * n_images).strip() + text
 
 
@@ -65,7 +65,10 @@ def outline_prompt(question: str, n_images: int = 0) -> str:
 
 def essay_prompt(question: str, outline: str, n_images: int = 0) -> str:
     """The essay demo's writing question: the topic and the (possibly user-edited) outline."""
-    text = f"根据下面的题目和写作大纲进行写作。\n**题目**\n{question}\n\n**大纲：**\n{outline}\n\n**正文写作：**\n"
+    text = (
+        f"根据下面的题目和写作大纲进行写作。\n**题目**\n{question}\n\n"
+        f"**大纲：**\n{outline}\n\n**正文写作：**\n"
+    )
     return images_first(text, n_images)
 
 

@@ -80,7 +80,7 @@ def fallback_caption(paragraph: str) -> str:
 
 
 def parse_choice(answer: str, n_candidates: int) -> int:
-    """The chosen candidate's index from a selection answer (`B`, `：B.`, `Ｃ`, repeated prefill), or 0 (A)."""
+    """The chosen candidate's index from a selection answer (`B`, `：B.`, `Ｃ`, the prefill again), else 0."""
     text = unicodedata.normalize("NFKC", without_prefill(answer, SELECTION_PREFILL)).lstrip(_LEADING_NOISE)
     if text:
         index = ord(text[0].upper()) - ord("A")

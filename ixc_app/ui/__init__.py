@@ -50,7 +50,9 @@ def build_app(services: Services) -> gr.Blocks:
             with gr.Tab("Chat", id="chat"):
                 view = chat_tab(settings, service.default_settings(), examples)
             composer = services.compose
-            compose_view = composer_tab(composer.default_settings(), settings.limits.max_new_tokens, composer.planner.engine_notes())
+            compose_view = composer_tab(
+                composer.default_settings(), settings.limits.max_new_tokens, composer.planner.engine_notes()
+            )
         wire_chat(demo, view, handlers, ChatApi(service), capabilities.max_concurrency)
         compose_handlers = ComposeHandlers(composer)
         wire_composer(

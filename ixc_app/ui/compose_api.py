@@ -19,16 +19,19 @@ from ixc_app.ui.errors import user_errors
 from ixc_app.ui.identity import format_handle, new_owner, parse_handle
 
 COMPOSE_DESCRIPTION = (
-    "Compose an illustrated article from an instruction (and optional reference images) with the image library. "
+    "Compose an illustrated article from an instruction (and optional reference images) with the image "
+    "library. "
     "n_images is 'auto' or 1-10. Yields (article Markdown so far, article_id); pass article_id to "
     "/article_edit and /article_export."
 )
 EDIT_DESCRIPTION = (
     "Edit paragraph `paragraph` (0-based) of an article: action is rewrite, expand, shorten, insert_before, "
-    "insert_after (text = instruction), replace_text (text = the new text) or delete. Yields (article Markdown "
-    "so far, article_id)."
+    "insert_after (text = instruction), replace_text (text = the new text) or delete. Yields (article "
+    "Markdown so far, article_id)."
 )
-EXPORT_DESCRIPTION = "Export an article as 'markdown-zip' (article.md and images/) or 'html' (one self-contained file)."
+EXPORT_DESCRIPTION = (
+    "Export an article as 'markdown-zip' (article.md and images/) or 'html' (one self-contained file)."
+)
 
 
 class ComposeApi:
@@ -83,7 +86,7 @@ class ComposeApi:
             for article in self.service.edit(owner, aid, int(paragraph or 0), action or "", text or ""):
                 yield self.service.markdown(article), article_id
 
-    def article_export(self, article_id: str, format: str | None = "html") -> str:  # noqa: A002 (the API's name)
+    def article_export(self, article_id: str, format: str | None = "html") -> str:
         with user_errors():
             owner, aid = parse_handle(article_id or "")
             return str(self.service.export(owner, aid, format or "html"))

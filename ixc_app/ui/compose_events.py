@@ -23,7 +23,11 @@ PRIVATE = "private"
 
 
 def wire_composer(
-    browser: gr.BrowserState, view: ComposerView, handlers: ComposeHandlers, api: ComposeApi, engine_concurrency: int
+    browser: gr.BrowserState,
+    view: ComposerView,
+    handlers: ComposeHandlers,
+    api: ComposeApi,
+    engine_concurrency: int,
 ) -> None:
     quick: dict[str, Any] = {"queue": False, "api_visibility": PRIVATE, "show_progress": "hidden"}
     engine: dict[str, Any] = {
@@ -43,21 +47,22 @@ def wire_composer(
         started.then(handlers.settle, state, settle_outputs, **quick)
         return started
 
+    form = [view.step_by_step, *view.form]
     runs = [
-        run(view.compose.click, handlers.compose, [browser, view.instruction, view.references, view.step_by_step,
-                                                    *view.form]),
-        run(view.resume.click, handlers.resume, [*state, view.outline, view.draft, view.step_by_step, *view.form]),
-        run(view.restart.click, handlers.restart, [*state, view.restart_step, view.step_by_step, *view.form]),
-    ]  # fmt: skip
+        run(view.compose.click, handlers.compose, [browser, view.instruction, view.references, *form]),
+        run(view.resume.click, handlers.resume, [*state, view.outline, view.draft, *form]),
+        run(view.restart.click, handlers.restart, [*state, view.restart_step, *form]),
+    ]
     edited = view.apply.click(
-        handlers.edit, [*state, view.paragraph, view.action, view.edit_text], [view.preview, view.status], **engine
+        handlers.edit,
+        [*state, view.paragraph, view.action, view.edit_text],
+        [view.preview, view.status],
+        **engine,
     )
     edited.then(handlers.settle, state, settle_outputs, **quick)
     runs.append(edited)
-    indexing = view.library_index.click(
-        handlers.library_index, [browser], [view.library_status], **{**engine, "show_progress": "full",
-                                                                     "show_progress_on": [view.library_status]}
-    )  # fmt: skip
+    progress = {**engine, "show_progress": "full", "show_progress_on": [view.library_status]}
+    indexing = view.library_index.click(handlers.library_index, [browser], [view.library_status], **progress)
     view.library_stop.click(None, None, None, cancels=[indexing], **quick)
     view.stop.click(None, None, None, cancels=runs, **quick)
 
@@ -73,12 +78,18 @@ def wire_composer(
 
     figure = [view.caption, view.gallery]
     view.paragraph.change(handlers.figure, [*state, view.paragraph], figure, **quick)
-    view.up.click(lambda *a: handlers.move(*a, -1), [*state, view.paragraph], [view.preview, view.paragraph], **quick)
-    view.down.click(lambda *a: handlers.move(*a, 1), [*state, view.paragraph], [view.preview, view.paragraph], **quick)
+    view.up.click(
+        lambda *a: handlers.move(*a, -1), [*state, view.paragraph], [view.preview, view.paragraph], **quick
+    )
+    view.down.click(
+        lambda *a: handlers.move(*a, 1), [*state, view.paragraph], [view.preview, view.paragraph], **quick
+    )
     history = [view.outline, view.draft, view.preview, view.status]
     view.undo.click(lambda *a: handlers.history(*a, False), state, history, **quick)
     view.redo.click(lambda *a: handlers.history(*a, True), state, history, **quick)
-    view.search.click(handlers.search, [*state, view.paragraph, view.caption], [view.preview, *figure], **quick)
+    view.search.click(
+        handlers.search, [*state, view.paragraph, view.caption], [view.preview, *figure], **quick
+    )
     view.gallery.select(handlers.pick, [*state, view.paragraph], [view.preview, *figure], **quick)
     view.remove_image.click(handlers.remove_image, [*state, view.paragraph], [view.preview, *figure], **quick)
     view.upload_image.upload(
@@ -87,22 +98,29 @@ def wire_composer(
         [view.preview, *figure, view.upload_image],
         api_visibility=PRIVATE,
     )
-    view.export.click(handlers.export, [*state, view.export_format], [view.export_file], api_visibility=PRIVATE)
+    view.export.click(
+        handlers.export, [*state, view.export_format], [view.export_file], api_visibility=PRIVATE
+    )
     view.library_add.click(
         handlers.library_add, [browser, view.library_files], [view.library_status, view.library_files],
         api_visibility=PRIVATE, show_progress="minimal",
     )  # fmt: skip
 
     ports = view.api
-    public: dict[str, Any] = {"api_visibility": "public", "concurrency_id": API_GROUP,
-                              "concurrency_limit": engine_concurrency + 1, "show_progress": "hidden"}  # fmt: skip
+    public: dict[str, Any] = {
+        "api_visibility": "public",
+        "concurrency_id": API_GROUP,
+        "concurrency_limit": engine_concurrency + 1,
+        "show_progress": "hidden",
+    }
     ports.compose.click(
         api.compose, [ports.instruction, ports.files, *ports.form], [ports.markdown, ports.article_out],
         api_name="compose", api_description=COMPOSE_DESCRIPTION, **public,
     )  # fmt: skip
     ports.edit.click(
         api.article_edit, [ports.article_in, ports.paragraph, ports.action, ports.text],
-        [ports.markdown, ports.article_out], api_name="article_edit", api_description=EDIT_DESCRIPTION, **public,
+        [ports.markdown, ports.article_out], api_name="article_edit", api_description=EDIT_DESCRIPTION,
+        **public,
     )  # fmt: skip
     ports.export.click(
         api.article_export, [ports.article_in, ports.format], [ports.file], api_name="article_export",

@@ -215,7 +215,9 @@ class ComposeHandlers:
 
     # Editing
 
-    def edit(self, session: Any, state: Any, paragraph: float, action: str, text: str) -> Iterator[tuple[Any, ...]]:
+    def edit(
+        self, session: Any, state: Any, paragraph: float, action: str, text: str
+    ) -> Iterator[tuple[Any, ...]]:
         owner, article = self._require(session, state)
         with user_errors():
             for edited in self.service.edit(owner, article.id, int(paragraph or 1) - 1, action, text or ""):
@@ -245,7 +247,10 @@ class ComposeHandlers:
         figure = article.paragraphs[index].figure
         if figure is None:
             return "", []
-        items = [(str(self.service.media.path(k)), "✓" if k == figure.key else None) for k in figure.candidates or ()]
+        items = [
+            (str(self.service.media.path(k)), "✓" if k == figure.key else None)
+            for k in figure.candidates or ()
+        ]
         return figure.caption or "", items
 
     def _figure_changed(self, article: Article, paragraph: float) -> tuple[Any, ...]:
@@ -308,4 +313,3 @@ class ComposeHandlers:
                     progress(step.done / step.total, desc=say("ui.library_index"))
                 yield say("ui.library_progress", done=step.done, total=step.total, made=step.captioned_now)
         yield self.library_status(session)
-

@@ -106,16 +106,20 @@ def _form(defaults: WritingSettings, visible: bool = True) -> list[gr.components
         else gr.Textbox("auto", label="n_images", visible=False),
         gr.Number(0, precision=0, minimum=0, label=say("ui.target_length") if visible else "target_length",
                   visible=visible),
-        gr.Checkbox(defaults.plan_first, label=say("ui.plan_first") if visible else "plan_first", visible=visible),
+        gr.Checkbox(defaults.plan_first, label=say("ui.plan_first") if visible else "plan_first",
+                    visible=visible),
         gr.Checkbox(defaults.llm_only, label=say("ui.llm_only") if visible else "llm_only", visible=visible),
     ]  # fmt: skip
 
 
-def _writing_form(defaults: WritingSettings, max_tokens: int, visible: bool = True) -> list[gr.components.Component]:
+def _writing_form(
+    defaults: WritingSettings, max_tokens: int, visible: bool = True
+) -> list[gr.components.Component]:
     """The writing settings, the rest of `FORM_NAMES`."""
     return [
         gr.Checkbox(defaults.sampling, label=say("ui.sampling") if visible else "sampling", visible=visible),
-        gr.Slider(1, MAX_BEAMS, value=defaults.num_beams, step=1, label=say("ui.beams") if visible else "num_beams",
+        gr.Slider(1, MAX_BEAMS, value=defaults.num_beams, step=1,
+                  label=say("ui.beams") if visible else "num_beams",
                   info=say("ui.beams_info") if visible else None, visible=visible),
         gr.Slider(1.0, MAX_REPETITION_PENALTY, value=defaults.repetition_penalty, step=0.005,
                   label=say("ui.repetition") if visible else "repetition_penalty", visible=visible),
@@ -147,7 +151,9 @@ def api_ports(defaults: WritingSettings, max_tokens: int) -> ComposeApiPorts:
         )
 
 
-def composer_tab(defaults: WritingSettings, max_tokens: int, capability_notes: tuple[str, ...]) -> ComposerView:
+def composer_tab(
+    defaults: WritingSettings, max_tokens: int, capability_notes: tuple[str, ...]
+) -> ComposerView:
     with gr.Tab(say("ui.tab"), id="composer") as tab:
         article = gr.BrowserState(None, storage_key="ixc-studio-article")
         with gr.Row(equal_height=False):
@@ -159,7 +165,9 @@ def composer_tab(defaults: WritingSettings, max_tokens: int, capability_notes: t
                     title = gr.Textbox(label=say("ui.name"), max_lines=1, elem_id="article-title")
                     with gr.Row():
                         rename = gr.Button(say("ui.rename"), size="sm")
-                        delete = gr.Button(say("ui.delete"), size="sm", variant="stop", elem_id="delete-article")
+                        delete = gr.Button(
+                            say("ui.delete"), size="sm", variant="stop", elem_id="delete-article"
+                        )
                 with gr.Accordion(say("ui.library"), open=False, elem_id="library"):
                     library_files = gr.File(label=say("ui.library_files"), file_count="multiple",
                                             file_types=["image"], type="filepath")  # fmt: skip
@@ -181,7 +189,9 @@ def composer_tab(defaults: WritingSettings, max_tokens: int, capability_notes: t
                     with gr.Row():
                         form += _writing_form(defaults, max_tokens)
                     if capability_notes:
-                        gr.Markdown(say("ui.capabilities", notes=" ".join(capability_notes)), elem_classes="hint")
+                        gr.Markdown(
+                            say("ui.capabilities", notes=" ".join(capability_notes)), elem_classes="hint"
+                        )
                 with gr.Row():
                     compose = gr.Button(say("ui.compose"), variant="primary", elem_id="compose")
                     resume = gr.Button(say("ui.continue"), elem_id="compose-continue")
@@ -199,8 +209,8 @@ def composer_tab(defaults: WritingSettings, max_tokens: int, capability_notes: t
                     with gr.Row():
                         paragraph = gr.Number(1, precision=0, minimum=1, label=say("ui.paragraph"), scale=1,
                                               elem_id="edit-paragraph")  # fmt: skip
-                        action = gr.Radio(list(EDIT_ACTIONS), value="rewrite", label=say("ui.action"), scale=4,
-                                          elem_id="edit-action")  # fmt: skip
+                        action = gr.Radio(list(EDIT_ACTIONS), value="rewrite", label=say("ui.action"),
+                                          scale=4, elem_id="edit-action")  # fmt: skip
                     edit_text = gr.Textbox(label=say("ui.edit_text"), lines=2, elem_id="edit-text")
                     with gr.Row():
                         apply = gr.Button(say("ui.apply"), variant="primary", elem_id="edit-apply")
@@ -211,8 +221,8 @@ def composer_tab(defaults: WritingSettings, max_tokens: int, capability_notes: t
                     with gr.Row():
                         caption = gr.Textbox(label=say("ui.caption"), scale=4, elem_id="edit-caption")
                         search = gr.Button(say("ui.search"), scale=1, elem_id="edit-search")
-                    gallery = gr.Gallery(label=say("ui.gallery"), columns=4, height="auto", allow_preview=False,
-                                         elem_id="edit-gallery")  # fmt: skip
+                    gallery = gr.Gallery(label=say("ui.gallery"), columns=4, height="auto",
+                                         allow_preview=False, elem_id="edit-gallery")  # fmt: skip
                     with gr.Row():
                         remove_image = gr.Button(say("ui.remove_image"), elem_id="edit-remove-image")
                         upload_image = gr.File(label=say("ui.upload_image"), file_types=["image"],
@@ -220,7 +230,9 @@ def composer_tab(defaults: WritingSettings, max_tokens: int, capability_notes: t
                 with gr.Row():
                     export_format = gr.Radio(list(EXPORT_FORMATS), value="html", label=say("ui.format"))
                     export = gr.Button(say("ui.export"), elem_id="export")
-                    export_file = gr.File(label=say("ui.export_file"), interactive=False, elem_id="export-file")
+                    export_file = gr.File(
+                        label=say("ui.export_file"), interactive=False, elem_id="export-file"
+                    )
         ports = api_ports(defaults, max_tokens)
     return ComposerView(
         tab=tab, article=article, new=new, articles=articles, title=title, rename=rename, delete=delete,
