@@ -1,4 +1,5 @@
-"""The web UI: Gradio 6 Blocks, event wiring and the public `/chat` API. No torch and no engine implementation
+"""The web UI: Gradio 6 Blocks, event wiring and the public API (`/chat`, `/compose`, `/article_edit`,
+`/article_export`). No torch and no engine implementation
 here: the engine arrives inside `bootstrap.Services`, behind the `Engine` protocol.
 
 `build_app(services)` returns the Blocks; `launch(demo, settings)` serves it with safe defaults.
