@@ -124,3 +124,15 @@ def _limits():  # type: ignore[no-untyped-def]
     from ixc_app.config import Limits
 
     return media_limits(Limits())
+
+
+def test_library_folders_come_from_repeated_flags_or_a_path_list() -> None:
+    from ixc_app.config import parse_settings
+
+    assert parse_settings(["--library", "/a", "--library", "/b:/c"]).library_dirs == (
+        Path("/a"),
+        Path("/b"),
+        Path("/c"),
+    )
+    assert parse_settings([], {"IXC_LIBRARY": "/x:/y"}).library_dirs == (Path("/x"), Path("/y"))
+    assert parse_settings([], {}).library_dirs == ()

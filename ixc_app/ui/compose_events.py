@@ -13,13 +13,12 @@ from typing import Any
 
 import gradio as gr
 
+from ixc_app.ui.chat_events import ENGINE_GROUP, PRIVATE
 from ixc_app.ui.compose_api import COMPOSE_DESCRIPTION, EDIT_DESCRIPTION, EXPORT_DESCRIPTION, ComposeApi
 from ixc_app.ui.compose_handlers import ComposeHandlers
 from ixc_app.ui.compose_layout import ComposerView
 
-ENGINE_GROUP = "engine"
 API_GROUP = "compose-api"
-PRIVATE = "private"
 
 
 def wire_composer(
