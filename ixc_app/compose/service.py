@@ -133,10 +133,10 @@ class ComposeService:
 
     # Composing
 
-    def ingest(self, files: Sequence[str]) -> tuple[str, ...]:
-        """Validate and store reference or library images (sniffed by content); videos are refused."""
-        if len(files) > max(MAX_REFERENCES, self.limits.max_files_per_message):
-            raise ComposeRejected(say("error.too_many_files", n=len(files), limit=MAX_REFERENCES))
+    def ingest(self, files: Sequence[str], limit: int = MAX_REFERENCES) -> tuple[str, ...]:
+        """Validate and store up to `limit` images (sniffed by content); videos are refused."""
+        if len(files) > limit:
+            raise ComposeRejected(say("error.too_many_files", n=len(files), limit=limit))
         keys = []
         for path in files:
             item = ingest_upload(self.media, path, self.limits)
@@ -303,7 +303,7 @@ class ComposeService:
     # Library
 
     def add_to_library(self, owner: str, files: Sequence[str]) -> tuple[str, ...]:
-        keys = self.ingest(files)
+        keys = self.ingest(files, limit=self.limits.max_files_per_conversation)
         self.library.add(owner, keys)
         return keys
 

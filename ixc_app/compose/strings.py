@@ -66,7 +66,7 @@ STRINGS: dict[str, str] = {
         "The target length must be a whole number of characters from 0 to 20000, not {value!r}."
     ),
     "error.setting": "{name} must be between {low:g} and {high:g}, not {value!r}.",
-    "error.too_many_files": "{n} reference images are attached but an article may have at most {limit}.",
+    "error.too_many_files": "{n} images were sent at once but at most {limit} are taken; send fewer.",
     "error.not_image": "'{name}' is a video; the composer illustrates with images only.",
     "error.action": "The action must be one of {actions}, not {value!r}.",
     "error.needs_instruction": "Describe the new paragraph in the instruction box first (an outline of it).",
