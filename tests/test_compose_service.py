@@ -211,3 +211,15 @@ def test_inputs_are_checked(service) -> None:  # type: ignore[no-untyped-def]
     assert n_images("auto") is None and n_images("4") == 4 and target_length(0) is None
     with pytest.raises(ComposeRejected):
         target_length(-5)
+
+
+def test_a_hand_edited_draft_replaces_the_paragraphs_but_an_unchanged_one_keeps_the_images(service) -> None:  # type: ignore[no-untyped-def]
+    from ixc_app.compose.article import shown_draft
+
+    article = run_all(service, service.start(OWNER, "写", [], options(2)))
+    edited = list(service.edit(OWNER, article.id, 0, "replace_text", "改过的开头"))[-1]
+    assert service.set_draft(OWNER, article.id, shown_draft(edited)) == service.open(OWNER, article.id)
+    assert service.open(OWNER, article.id).image_keys == article.image_keys
+    redrafted = service.set_draft(OWNER, article.id, "一\n二\n三")
+    assert [p.text for p in redrafted.paragraphs] == ["一", "二", "三"] and redrafted.stage == "slots"
+    assert redrafted.image_keys == ()

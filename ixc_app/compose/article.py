@@ -295,5 +295,6 @@ def set_paragraphs(article: Article, paragraphs: tuple[Paragraph, ...]) -> Artic
     return change(article, replace(article.content, paragraphs=paragraphs))
 
 
-def draft_text(paragraphs: tuple[Paragraph, ...]) -> str:
-    return "\n".join(p.text for p in paragraphs)
+def shown_draft(article: Article) -> str:
+    """The draft as the user sees it: the paragraphs as they stand (edits included), one per line."""
+    return "\n".join(p.text for p in article.paragraphs) if article.paragraphs else article.content.draft

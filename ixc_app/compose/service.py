@@ -29,6 +29,7 @@ from ixc_app.compose.article import (
     paragraph_at,
     redo,
     reset_from,
+    shown_draft,
     undo,
     with_draft,
 )
@@ -207,7 +208,7 @@ class ComposeService:
     def set_draft(self, owner: str, article_id: str, draft: str) -> Article:
         """A hand-edited draft: new paragraphs (without images); the image steps run next."""
         article = self.open(owner, article_id)
-        if draft == article.content.draft:
+        if draft.strip() == shown_draft(article).strip():
             return article
         content = with_draft(article.content, draft)
         stage = "slots" if content.paragraphs and not article.settings.llm_only else article.stage

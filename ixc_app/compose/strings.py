@@ -85,6 +85,7 @@ STRINGS: dict[str, str] = {
         "kept, so try Continue."
     ),
     "error.no_caption": "Type a caption to search for first.",
+    "error.no_candidate": "That image is no longer among the candidates; search again.",
     "error.library_empty": "The library is empty; upload images to it first.",
     # The Composer tab
     "ui.tab": "Composer",

@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from ixc_app.compose.article import DONE, Article
+from ixc_app.compose.article import DONE, Article, shown_draft
 from ixc_app.compose.options import ComposeOptions, n_images, target_length, writing_settings
 from ixc_app.compose.service import ComposeService, Progress
 from ixc_app.compose.strings import say
@@ -116,7 +116,7 @@ class ComposeHandlers:
         return (
             {"article": article.id if article else ""},
             article.content.outline if article else "",
-            article.content.draft if article else "",
+            shown_draft(article) if article else "",
             self.service.preview(article),
             status_text(article, status),
         )
@@ -269,7 +269,7 @@ class ComposeHandlers:
         candidates = (figure.candidates or ()) if figure else ()
         position = select.index if isinstance(select.index, int) else -1
         if not 0 <= position < len(candidates):
-            raise gr.Error(say("error.library_empty"), print_exception=False)
+            raise gr.Error(say("error.no_candidate"), print_exception=False)
         with user_errors():
             article = self.service.pick_image(owner, article.id, index, candidates[position])
         return self._figure_changed(article, paragraph)
