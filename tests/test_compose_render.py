@@ -81,6 +81,8 @@ def test_the_preview_is_inert_and_shows_only_stored_images(article: tuple[Articl
     assert_inert(html, {url(k) for k in art.image_keys})
     assert sum(tag == "img" for tag, _ in elements(html)) == 2
     assert "after the script" in html and "<strong>bold</strong>" in html
+    # Raw HTML is shown as text, not rendered, even where a tag would be allowed from Markdown.
+    assert "&lt;b onmouseover=alert(4)&gt;b&lt;/b&gt;" in html and "<b>" not in html
     assert '<a href="https://example.org/page"' in html
 
 
