@@ -71,6 +71,8 @@ def test_compose_edit_swap_undo_export(composer: Any, browser: Any) -> None:  # 
     page.locator("#edit-apply").click()
     page.locator("#article-preview").get_by_text("改过的第一段。").wait_for()
     shot(page, "compose-3-edited")
+    page.wait_for_timeout(500)
+    assert dialogs == [], "script in the paragraph ran in the preview"
 
     # Swap an image: open the paragraph that has one and pick another candidate from the gallery.
     slot = next(i for i, p in enumerate(current(composer).paragraphs) if p.figure and p.figure.key)
@@ -108,6 +110,7 @@ def test_compose_edit_swap_undo_export(composer: Any, browser: Any) -> None:  # 
     viewer.get_by_text("改过的第一段。").wait_for()
     assert viewer.locator("img").count() == len(current(composer).image_keys)
     shot(viewer, "compose-6-export-opened")
+    assert dialogs == [], "script in the paragraph ran in the exported file"
 
     # After a reload the article is listed and reopened.
     page.reload()
