@@ -51,12 +51,16 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, real_tokenizer_pat
 TEST_KV_CACHE_BUDGET = 256 * 1024**2
 TEST_FEATURE_CACHE_BUDGET = 64 * 1024**2
 """Engine memory budgets for the tiny checkpoint: far more than its tests fill."""
+TEST_BATCH_LIMIT = 8
+TEST_PREFILL_CHUNK = 1024
+"""The app's defaults (`Settings`)."""
 
 
 def native_engine(source: Any, **options: Any) -> Any:
     """A native engine on a loaded `NativeModel` or a checkpoint folder, reading images as the app does.
 
-    `options` override the test budgets and pass anything else (`context_length`, `is_demo_model`) through.
+    `options` override the test budgets and scheduler sizes and pass anything else (`context_length`,
+    `is_demo_model`) through.
     """
     from ixc_app.engines.native.engine import NativeEngine
     from ixc_app.media import load_rgb
@@ -65,6 +69,8 @@ def native_engine(source: Any, **options: Any) -> Any:
         "read_image": load_rgb,
         "cache_budget_bytes": TEST_KV_CACHE_BUDGET,
         "feature_cache_bytes": TEST_FEATURE_CACHE_BUDGET,
+        "batch_limit": TEST_BATCH_LIMIT,
+        "prefill_chunk": TEST_PREFILL_CHUNK,
         **options,
     }
     if isinstance(source, Path):

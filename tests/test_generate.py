@@ -1,13 +1,11 @@
-"""Sampling and the decode loop: HF's logits processing order, stop and length, cancellation, streamed text.
-
-The loop is checked against a scripted forward function (`FakeStep`, a test fake) where the logits must be
-exact, and against the tiny checkpoint where it matters that the KV cache gives the same tokens as recomputing
-the whole sequence every step.
+"""Sampling: HF's logits processing order, the batched top-k path against the whole-vocabulary one, seeds per
+row, streamed text; and on the tiny checkpoint, that decoding with the KV cache gives the tokens of
+recomputing the whole sequence every step.
 """
 
 from __future__ import annotations
 
-import threading
+import dataclasses
 from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -22,15 +20,16 @@ from ixc_app.engines.base import Delta, Finished, FinishReason, GenerationParams
 from ixc_app.engines.native import NativeModel
 from ixc_app.engines.native.engine import NativeEngine
 from ixc_app.engines.native.generate import (
-    DecodeStats,
-    apply_repetition_penalty,
+    Row,
     apply_top_k,
     apply_top_p,
+    choose,
     choose_token,
-    decode_tokens,
     new_generator,
-    process_logits,
+    penalize,
     stream_text,
+    top_k_candidates,
+    warp,
 )
 from ixc_app.engines.native.pixels import image_pixels
 from ixc_app.ixc.prompt import ImageRef, ImageSegment, Turn
@@ -42,12 +41,14 @@ GREEDY = GenerationParams(max_new_tokens=8, do_sample=False, repetition_penalty=
 NEG_INF = float("-inf")
 
 
-def test_repetition_penalty_divides_positive_and_multiplies_negative_once_per_token() -> None:
-    logits = torch.tensor([2.0, -2.0, 1.0, 0.5])
-    out = apply_repetition_penalty(logits, [0, 1, 1, 1], 2.0)
-    assert out.tolist() == [1.0, -4.0, 1.0, 0.5]
-    assert logits.tolist() == [2.0, -2.0, 1.0, 0.5]
-    assert apply_repetition_penalty(logits, [], 2.0).tolist() == logits.tolist()
+def test_repetition_penalty_divides_positive_and_multiplies_negative_seen_ids() -> None:
+    logits = torch.tensor([[2.0, -2.0, 1.0, 0.5], [2.0, -2.0, 1.0, 0.5]])
+    seen = torch.tensor([[True, True, False, False], [False, False, True, False]])
+    out = penalize(logits, seen, torch.tensor([2.0, 4.0]))
+    assert out.tolist() == [[1.0, -4.0, 1.0, 0.5], [2.0, -2.0, 0.25, 0.5]]
+    assert logits[0].tolist() == [2.0, -2.0, 1.0, 0.5]
+    row = Row.start(GenerationParams(), [1, 1, 3], 4, torch.device("cpu"))
+    assert row.seen.tolist() == [False, True, False, True]
 
 
 def test_top_k_keeps_ties_with_the_kth() -> None:
@@ -83,30 +84,37 @@ def test_top_p_after_top_k_equals_the_full_vocabulary_sort() -> None:
                 assert torch.equal(apply_top_p(kept, top_p), full_sort_top_p(kept, top_p))
 
 
+def rows_of(*params: GenerationParams, seen: tuple[int, ...] = (), vocab: int = 4) -> list[Row]:
+    return [Row.start(p, seen, vocab, torch.device("cpu")) for p in params]
+
+
 def test_processing_order_is_penalty_temperature_top_k_top_p() -> None:
     logits = torch.tensor([0.5, 0.3, 0.15, 0.05]).log()
     base = GenerationParams(top_k=0, top_p=0.7, repetition_penalty=1.0)
-    assert torch.isfinite(process_logits(logits, [], base)).sum() == 2
+    assert torch.isfinite(warp(logits, base)).sum() == 2
     # A temperature of 2 flattens the distribution before top-p, so top-p keeps a third token.
     warm = GenerationParams(top_k=0, top_p=0.7, temperature=2.0, repetition_penalty=1.0)
-    scores = process_logits(logits, [], warm)
+    scores = warp(logits, warm)
     assert torch.isfinite(scores).tolist() == [True, True, True, False]
     torch.testing.assert_close(scores[:3], logits[:3] / 2.0)
-    # The penalty comes first: penalising token 0 makes token 1 the best before any warper runs.
+    # The penalty comes first: penalising token 0 makes token 1 the only one top-k 1 keeps.
     positive = torch.tensor([1.0, 0.9, -1.0, -2.0])
     penalised = GenerationParams(top_k=1, top_p=1.0, repetition_penalty=1.5)
-    assert torch.isfinite(process_logits(positive, [0], penalised)).tolist() == [False, True, False, False]
+    scores = penalize(positive[None], torch.tensor([[True, False, False, False]]), torch.tensor([1.5]))[0]
+    assert torch.isfinite(warp(scores, penalised)).tolist() == [False, True, False, False]
+    for seed in range(5):
+        (row,) = rows_of(dataclasses.replace(penalised, seed=seed), seen=(0,))
+        assert choose(positive[None], [row]).tolist() == [1]
 
 
 def test_greedy_applies_only_the_penalty() -> None:
-    logits = torch.tensor([3.0, 2.5, -1.0])
+    logits = torch.tensor([[3.0, 2.5, -1.0]])
     for params in (
         GenerationParams(do_sample=False, temperature=0.5, top_k=1, top_p=0.1, repetition_penalty=2.0),
         GenerationParams(do_sample=True, temperature=0.0, top_k=1, top_p=0.1, repetition_penalty=2.0),
     ):
-        scores = process_logits(logits, [0], params)
-        assert scores.tolist() == [1.5, 2.5, -1.0]
-        assert choose_token(scores, params, new_generator(0)) == 1
+        assert choose(logits, rows_of(params, seen=(0,), vocab=3)).tolist() == [1]
+        assert choose(logits, rows_of(params, vocab=3)).tolist() == [0]
 
 
 def test_sampling_follows_the_generator_seed() -> None:
@@ -118,16 +126,55 @@ def test_sampling_follows_the_generator_seed() -> None:
     assert len({choose_token(scores, params, generator) for _ in range(20)}) > 1
 
 
-class FakeStep:
-    """Test fake of the model's forward step: returns scripted logits and records the tokens fed to it."""
+def kept_distribution(scores: torch.Tensor, params: GenerationParams) -> torch.Tensor:
+    """The probabilities HF's whole-vocabulary warpers leave, [vocab]."""
+    return warp(scores, params).softmax(-1)
 
-    def __init__(self, rows: Sequence[Sequence[float]]) -> None:
-        self.rows = [torch.tensor(row) for row in rows]
-        self.fed: list[int] = []
 
-    def __call__(self, token: int) -> torch.Tensor:
-        self.fed.append(token)
-        return self.rows[len(self.fed)]
+def test_top_k_candidates_leave_the_distribution_of_the_whole_vocabulary_path() -> None:
+    generator = torch.Generator().manual_seed(0)
+    params = [
+        GenerationParams(top_k=50, top_p=0.8),
+        GenerationParams(top_k=40, top_p=0.95, temperature=0.7),
+        GenerationParams(top_k=5, top_p=1.0, temperature=1.3),
+        GenerationParams(top_k=1, top_p=0.5),
+    ]
+    for spread in (0.5, 2.0, 6.0):
+        scores = torch.randn(len(params), 3000, generator=generator) * spread
+        kept, ids, tied = top_k_candidates(scores, params)
+        assert not tied.any()
+        for row, p in enumerate(params):
+            fast = torch.zeros(3000).index_add(0, ids[row], kept[row].softmax(-1))
+            torch.testing.assert_close(fast, kept_distribution(scores[row], p), atol=1e-6, rtol=1e-5)
+
+
+def test_a_tie_cut_at_the_kth_candidate_goes_the_whole_vocabulary_way() -> None:
+    scores = torch.tensor([[5.0, 4.0, 4.0, 4.0, 1.0, 0.0, -1.0, -2.0]])
+    params = GenerationParams(top_k=2, top_p=1.0, seed=0)
+    assert top_k_candidates(scores, [params])[2].tolist() == [True]
+    # HF keeps every token tied with the 2nd: 0, 1, 2 and 3 are drawn, nothing else.
+    rows = rows_of(*[dataclasses.replace(params, seed=seed) for seed in range(60)], vocab=8)
+    drawn = set(choose(scores.expand(60, -1), rows).tolist())
+    assert drawn == {0, 1, 2, 3}
+
+
+def test_each_row_draws_from_its_own_seed_whatever_else_is_in_the_batch() -> None:
+    logits = torch.randn(3, 500, generator=torch.Generator().manual_seed(1))
+    first = GenerationParams(seed=11, top_k=50)
+    other = [
+        GenerationParams(seed=12, top_k=40),
+        GenerationParams(do_sample=False),
+        GenerationParams(top_k=0),
+    ]
+    alone = [choose(logits[:1], rows_of(first, vocab=500)).item() for _ in range(2)]
+    together = [choose(logits, rows_of(first, *other[:2], vocab=500))[0].item() for _ in range(2)]
+    mixed = choose(logits, rows_of(first, other[0], other[2], vocab=500))[0].item()
+    assert alone[0] == alone[1] == together[0] == together[1] == mixed
+
+
+@pytest.fixture(scope="module")
+def tok(real_tokenizer_path: Path) -> Tokenizer:
+    return Tokenizer.from_file(real_tokenizer_path)
 
 
 Item = TypeVar("Item")
@@ -142,49 +189,6 @@ def run(stream: Generator[Item, None, Result]) -> tuple[list[Item], Result]:
             items.append(next(stream))
         except StopIteration as done:
             return items, done.value
-
-
-def test_length_finish_never_feeds_the_last_token() -> None:
-    step = FakeStep([[0, 5, 0, 0]] * 4)
-    stats = DecodeStats()
-    params = GenerationParams(max_new_tokens=3, do_sample=False, repetition_penalty=1.0)
-    tokens, reason = run(decode_tokens(step, step.rows[0], params, stop_ids={0}, stats=stats))
-    assert (tokens, reason) == ([1, 1, 1], "length")
-    assert step.fed == [1, 1]
-    assert stats.generated == 3
-    assert stats.first_token_at is not None
-
-
-def test_stop_token_ends_the_loop_and_is_not_fed() -> None:
-    step = FakeStep([[0, 0, 0, 5], [0, 0, 0, 5], [0, 0, 5, 0], [0, 0, 0, 5]])
-    tokens, reason = run(decode_tokens(step, step.rows[0], GREEDY, stop_ids={2}))
-    assert (tokens, reason) == ([3, 3, 2], "stop")
-    assert step.fed == [3, 3]
-
-
-def test_repetition_penalty_sees_generated_and_given_tokens() -> None:
-    row = [0.0, 0.0, 0.0, 1.0, 0.99]
-    params = GenerationParams(max_new_tokens=3, do_sample=False, repetition_penalty=1.2)
-    step = FakeStep([row] * 3)
-    assert run(decode_tokens(step, step.rows[0], params, stop_ids=()))[0] == [3, 4, 3]
-    step = FakeStep([row] * 3)
-    assert run(decode_tokens(step, step.rows[0], params, stop_ids=(), seen_ids=[3]))[0] == [4, 3, 3]
-
-
-def test_cancel_stops_before_the_next_step() -> None:
-    cancel = threading.Event()
-    step = FakeStep([[0, 5, 0]] * 10)
-    tokens = decode_tokens(step, step.rows[0], GenerationParams(max_new_tokens=9), stop_ids=(), cancel=cancel)
-    assert next(tokens) == 1
-    assert next(tokens) == 1
-    cancel.set()
-    assert run(tokens) == ([], "cancelled")
-    assert step.fed == [1]
-
-
-@pytest.fixture(scope="module")
-def tok(real_tokenizer_path: Path) -> Tokenizer:
-    return Tokenizer.from_file(real_tokenizer_path)
 
 
 def scripted(ids: Sequence[int]) -> Generator[int, None, FinishReason]:
@@ -229,11 +233,12 @@ def test_greedy_with_kv_cache_equals_recomputing_the_sequence(model: NativeModel
     cache = model.new_cache(4096)
     first = model.forward(embeds, im_mask, cache, last_only=True)[-1]
 
-    def step(token: int) -> torch.Tensor:
-        return model.forward(model.embed_tokens([token]), None, cache, last_only=True)[-1]
-
     stop_ids = set(model.tokenizer.stop_ids)
-    cached_tokens, reason = run(decode_tokens(step, first, GREEDY, stop_ids=stop_ids))
+    cached_tokens = [int(first.argmax())]
+    while cached_tokens[-1] not in stop_ids and len(cached_tokens) < GREEDY.max_new_tokens:
+        logits = model.decode(torch.tensor(cached_tokens[-1:]), [cache], ())
+        cached_tokens.append(int(logits[0].argmax()))
+    reason = "stop" if cached_tokens[-1] in stop_ids else "length"
 
     recomputed: list[int] = []
     while len(recomputed) < GREEDY.max_new_tokens:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -53,9 +54,9 @@ def test_capabilities(model: NativeModel) -> None:
     caps = native_engine(model).capabilities
     assert caps.name == "native"
     assert caps.modes == model.supported_modes == frozenset({"base", "write", "web"})
-    assert caps.supports_prefill and caps.supports_stop
-    assert not caps.supports_beam_search
-    assert caps.max_concurrency == 1
+    assert caps.supports_prefill and caps.supports_stop and caps.supports_beam_search and caps.prefix_cache
+    assert caps.max_concurrency == 8
+    assert native_engine(model, batch_limit=3).capabilities.max_concurrency == 3
     assert caps.context_length == model.config.max_position_embeddings
     assert not caps.is_demo_model
     demo = native_engine(model, context_length=2048, is_demo_model=True).capabilities
@@ -78,6 +79,8 @@ def test_bad_requests_are_typed_errors_before_any_compute(model: NativeModel, tm
             ContextTooLong,
             "context of 1000",
         ),
+        (Request(turns=QUESTION, params=GenerationParams(num_beams=7)), BadRequest, "between 1 and 6"),
+        (Request(turns=QUESTION, params=GenerationParams(num_beams=0)), BadRequest, "between 1 and 6"),
     ]
     image = tmp_path / "big.png"
     Image.new("RGB", (600, 500), "white").save(image)
@@ -105,16 +108,16 @@ def test_stop_token_ends_the_stream_without_text(
     assert limited.generated_tokens == 3
 
     stop_id = model.tokenizer.token_id(piece)
-    real = generate.process_logits
+    real = generate.choose
 
-    def stop_at_fourth_token(logits: torch.Tensor, seen: list[int], p: GenerationParams) -> torch.Tensor:
-        scores = real(logits, seen, p)
-        if len(seen) == 3:
-            scores = torch.full_like(scores, float("-inf"))
-            scores[stop_id] = 0.0
-        return scores
+    def stop_at_fourth_token(logits: torch.Tensor, rows: list[generate.Row]) -> torch.Tensor:
+        tokens = real(logits, rows)
+        for i, row in enumerate(rows):
+            if row.generated == 3:
+                tokens[i] = stop_id
+        return tokens
 
-    monkeypatch.setattr(generate, "process_logits", stop_at_fourth_token)
+    monkeypatch.setattr(generate, "choose", stop_at_fourth_token)
     steps = engine.steps_run
     text, finished = answer(engine, Request(turns=QUESTION, params=params))
     assert finished.finish_reason == "stop"
@@ -173,18 +176,27 @@ def test_cancelled_before_start_and_closed_generators_compute_nothing_more(model
     assert items == [dataclasses.replace(items[-1], finish_reason="cancelled", generated_tokens=0)]
     assert engine.steps_run == 0
 
-    stream = engine.stream(Request(turns=QUESTION, params=dataclasses.replace(GREEDY, max_new_tokens=60)))
+    stream = engine.stream(Request(turns=QUESTION, params=dataclasses.replace(GREEDY, max_new_tokens=200)))
     next(i for i in stream if isinstance(i, Delta))
-    steps = engine.steps_run
     stream.close()
-    assert engine.steps_run == steps
+    steps = engine.steps_run
+    wait_until_idle(engine)
+    assert engine.steps_run - steps <= 1
+    assert steps < 200
+
+
+def wait_until_idle(engine: NativeEngine) -> None:
+    deadline = time.monotonic() + 60
+    while not engine.scheduler.idle:
+        assert time.monotonic() < deadline, "the engine kept running a request nobody reads"
+        time.sleep(0.001)
 
 
 def test_concurrent_requests_give_the_sequential_results(model: NativeModel) -> None:
     engine = native_engine(model)
     requests = [
-        Request(turns=QUESTION, params=GREEDY, session_id="first"),
-        Request(turns=(Turn("user", "List three colours."),), params=GREEDY, session_id="second"),
+        Request(turns=QUESTION, params=GREEDY),
+        Request(turns=(Turn("user", "List three colours."),), params=GREEDY),
         Request(turns=QUESTION, params=dataclasses.replace(GREEDY, do_sample=True, seed=3)),
     ]
     sequential = [answer(native_engine(model), r)[0] for r in requests]
@@ -201,57 +213,63 @@ def test_concurrent_requests_give_the_sequential_results(model: NativeModel) -> 
     assert [results.get(i) for i in range(len(requests))] == sequential
 
 
-def test_a_session_is_kept_between_turns_and_close_ends_the_engine(model: NativeModel) -> None:
+def test_the_prefix_cache_is_kept_between_requests_and_close_ends_the_engine(model: NativeModel) -> None:
     engine = native_engine(model)
-    answer(engine, Request(turns=QUESTION, params=GREEDY, session_id="conversation"))
-    assert engine.sessions.idle_ids == ["conversation"]
+    answer(engine, Request(turns=QUESTION, params=GREEDY))
+    assert len(engine.prefix) > 0 and engine.prefix.nbytes > 0
     engine.close()
-    assert engine.sessions.idle_ids == []
+    assert len(engine.prefix) == 0
+    assert not engine.scheduler.alive
     with pytest.raises(EngineUnavailable, match="shut down"):
         list(engine.stream(Request(turns=QUESTION, params=GREEDY)))
 
 
-def test_decode_steps_pass_no_image_mask_and_prefill_masks_stay_on_the_cpu(
+def test_decode_steps_take_no_image_mask_and_prefill_masks_stay_on_the_cpu(
     model: NativeModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A mask on the device would cost a sync per token (its all/any are read on the host)."""
+    """A mask on the device would cost a sync per chunk (its all/any are read on the host)."""
     masks: list[torch.Tensor | None] = []
-    real = model.forward
+    decoded: list[int] = []
+    real_forward, real_decode = model.forward, model.decode
 
     def recording(embeds: torch.Tensor, im_mask: torch.Tensor | None, *args: object, **kwargs: object):
         masks.append(im_mask)
-        return real(embeds, im_mask, *args, **kwargs)
+        return real_forward(embeds, im_mask, *args, **kwargs)
+
+    def counting(tokens: torch.Tensor, *args: object) -> torch.Tensor:
+        decoded.append(tokens.shape[0])
+        return real_decode(tokens, *args)
 
     expected, _ = answer(native_engine(model), Request(turns=QUESTION, params=GREEDY))
     monkeypatch.setattr(model, "forward", recording)
+    monkeypatch.setattr(model, "decode", counting)
     text, finished = answer(native_engine(model), Request(turns=QUESTION, params=GREEDY))
     assert text == expected
     assert finished.generated_tokens >= 2
-    assert len(masks) == finished.generated_tokens
+    assert len(masks) == 1 and decoded == [1] * (finished.generated_tokens - 1)
     prefill_mask = masks[0]
     assert prefill_mask is not None and prefill_mask.device.type == "cpu"
-    assert masks[1:] == [None] * (len(masks) - 1)
     embeds = model.embed_tokens([1, 2, 3])
-    without = real(embeds, None, model.new_cache(3))
-    assert torch.equal(without, real(embeds, torch.zeros(3, dtype=torch.bool), model.new_cache(3)))
+    without = real_forward(embeds, None, model.new_cache(3))
+    assert torch.equal(without, real_forward(embeds, torch.zeros(3, dtype=torch.bool), model.new_cache(3)))
 
 
 def test_prefill_continues_the_answer_and_counts_for_the_repetition_penalty(
     model: NativeModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen_at_start: list[list[int]] = []
-    real = generate.process_logits
+    real = generate.choose
 
-    def recording(logits: torch.Tensor, seen: list[int], p: GenerationParams) -> torch.Tensor:
+    def recording(logits: torch.Tensor, rows: list[generate.Row]) -> torch.Tensor:
         if not seen_at_start:
-            seen_at_start.append(list(seen))
-        return real(logits, seen, p)
+            seen_at_start.append(rows[0].seen.nonzero().flatten().tolist())
+        return real(logits, rows)
 
-    monkeypatch.setattr(generate, "process_logits", recording)
+    monkeypatch.setattr(generate, "choose", recording)
     prefill = "The best picture is"
     engine = native_engine(model)
     text, finished = answer(engine, Request(turns=QUESTION, params=GREEDY, prefill=prefill))
-    assert seen_at_start == [model.tokenizer.encode(prefill, bos=False)]
+    assert seen_at_start == [sorted(set(model.tokenizer.encode(prefill, bos=False)))]
     assert not text.startswith(prefill)
     plain = engine.stream(Request(turns=QUESTION, params=GREEDY))
     assert finished.prompt_tokens > list(plain)[-1].prompt_tokens

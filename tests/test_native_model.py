@@ -15,10 +15,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ixc_app.engines.base import BadRequest
+from ixc_app.engines.base import BadRequest, ContextTooLong
 from ixc_app.engines.native import NativeModel
+from ixc_app.engines.native.attention import Extend, rope_base, rope_tables
 from ixc_app.engines.native.config import ModelConfig, RopeScaling, VisionConfig
-from ixc_app.engines.native.model import rope_base, rope_tables
+from ixc_app.engines.native.model import task_rows
 from ixc_app.engines.native.pixels import image_pixels
 from ixc_app.engines.native.tiny import random_state
 from ixc_app.engines.native.vision import layout_tokens, split_views
@@ -291,9 +292,8 @@ def test_wqkv_packs_query_heads_then_key_then_value_per_kv_group() -> None:
     count = 9
     x = torch.randn(count, hidden, generator=gen)
 
-    cache = model.new_cache(count)
-    cache.reserve(count)
-    got = attention(x, None, (), rope_tables(cfg, 0, count, x.device), cache, 0)
+    layout = Extend(model.new_cache(count), count)
+    got = attention(x, None, (), rope_tables(cfg, 0, count, x.device), layout, 0)
 
     q = rotate_half_rope((x @ wq.T).view(count, heads, hdim), cfg.rope_theta)
     k = rotate_half_rope((x @ wk.T).view(count, kv, hdim), cfg.rope_theta)
@@ -336,8 +336,42 @@ def test_cache_truncate_rolls_back_and_capacity_is_bounded() -> None:
     torch.testing.assert_close(again, first[6:], atol=1e-5, rtol=1e-5)
     assert cache.capacity == 10
     assert cache.nbytes == 2 * 2 * 2 * 10 * 8 * 4  # layers x (k, v) x kv heads x tokens x head dim x fp32
-    with pytest.raises(Exception, match="10"):
+    assert cache.nbytes == 10 * model.kv_bytes_per_position()
+    with pytest.raises(ContextTooLong, match="holds 10"):
         model.forward(embeds[:1], im_mask[:1], cache)
+    assert cache.length == 10
+
+
+def test_a_chunk_after_cached_positions_equals_the_cold_prefill_in_every_mode() -> None:
+    """Bottom-right-aligned causal attention: the chunk's queries see the cache and their own past only."""
+    model = toy_model()
+    embeds, im_mask = image_span_input(model, length=40, span=(6, 30))
+    for mode in ("base", "write", "web"):
+        cold = run(model, embeds, im_mask, mode)
+        for cached in (1, 7, 29):
+            cache = model.new_cache(40)
+            model.forward(embeds[:cached], im_mask[:cached], cache, mode)
+            warm = model.forward(embeds[cached:], im_mask[cached:], cache, mode)
+            torch.testing.assert_close(warm, cold[cached:], atol=1e-5, rtol=1e-5)
+
+
+def test_batched_decode_equals_one_sequence_at_a_time() -> None:
+    """Rows of different lengths and modes in one step give each row's own logits."""
+    model = toy_model()
+    embeds, im_mask = image_span_input(model, length=30, span=(2, 12))
+    setups = [(5, "base"), (30, "write"), (17, "web"), (11, "base")]
+    caches, alone = [], []
+    tokens = torch.tensor([3, 11, 42, 3])
+    for length, mode in setups:
+        for target in (caches, alone):
+            cache = model.new_cache(31)
+            model.forward(embeds[:length], im_mask[:length], cache, mode)
+            target.append(cache)
+    batched = model.decode(tokens, caches, task_rows([mode for _, mode in setups], tokens.device))
+    for row, ((_, mode), cache) in enumerate(zip(setups, alone, strict=True)):
+        one = model.forward(model.embed_tokens([int(tokens[row])]), None, cache, mode)
+        torch.testing.assert_close(batched[row], one[0], atol=1e-5, rtol=1e-5)
+        assert caches[row].length == cache.length
 
 
 def test_dynamic_ntk_base_formula() -> None:

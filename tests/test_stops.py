@@ -10,7 +10,7 @@ from conftest import native_engine
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ixc_app.engines.base import BadRequest, Delta, Finished, GenerationParams, Request
+from ixc_app.engines.base import Delta, Finished, GenerationParams, Request
 from ixc_app.engines.native import NativeModel
 from ixc_app.engines.stops import StopScanner
 from ixc_app.ixc.prompt import Turn
@@ -72,11 +72,3 @@ def test_the_native_engine_ends_its_answer_at_a_stop_string(model: NativeModel) 
     assert cut == full[: full.find(stop)]
     assert stopped.finish_reason == "stop"
     assert stopped.generated_tokens < finished.generated_tokens
-
-
-def test_the_native_engine_refuses_beam_search_it_does_not_declare(model: NativeModel) -> None:
-    engine = native_engine(model)
-    assert not engine.capabilities.supports_beam_search
-    request = Request(turns=(Turn("user", "Hi"),), params=dataclasses.replace(GREEDY, num_beams=2))
-    with pytest.raises(BadRequest, match="no beam search"):
-        list(engine.stream(request))

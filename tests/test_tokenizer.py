@@ -98,12 +98,22 @@ def test_byte_fallback_for_emoji(tok: Tokenizer) -> None:
         "  leading and trailing spaces  ",
         "tabs\tand\r\nnewlines\n\n\nend",
         "rare CJK 龘㐀𠀀 and accents éß and a literal \ufffd",
-        "[UNUSED_TOKEN_146]system\nmarkers survive a round trip[UNUSED_TOKEN_145]",
     ],
 )
 def test_round_trip(tok: Tokenizer, text: str) -> None:
     assert tok.decode(tok.encode(text, bos=True)) == text
     assert tok.decode(tok.encode(text, bos=False)) == text
+
+
+def test_decode_skips_the_special_pieces_as_the_reference_does(tok: Tokenizer) -> None:
+    """skip_special_tokens drops InternLM2's six special pieces (92538..92543), which would otherwise show up
+    in answers; other text comes back whole."""
+    text = "[UNUSED_TOKEN_146]system\nmarkers[UNUSED_TOKEN_141] vanish[UNUSED_TOKEN_145]"
+    ids = tok.encode(text, bos=False)
+    assert [i for i in ids if tok.is_skipped(i)] == [92543, 92538, 92542]
+    assert tok.decode(ids) == "system\nmarkers vanish"
+    assert all(tok.is_skipped(tok.token_id(f"[UNUSED_TOKEN_{n}]")) for n in range(141, 147))
+    assert [d for i in ids if (d := IncrementalDecoder(tok).push(i)) and "UNUSED" in d] == []
 
 
 def test_decode_skips_bos_eos_and_unk(tok: Tokenizer) -> None:

@@ -19,6 +19,9 @@ import sentencepiece as spm
 
 TURN_START = "[UNUSED_TOKEN_146]"
 TURN_END = "[UNUSED_TOKEN_145]"
+SPECIAL_PIECES = tuple(f"[UNUSED_TOKEN_{n}]" for n in range(141, 147))
+"""InternLM2's special tokens (plugin, interpreter, action start/end, turn end/start): the reference's
+tokenizer declares them special, so its decode with skip_special_tokens drops them."""
 TOKENIZER_FILE = "tokenizer.model"
 
 
@@ -32,9 +35,10 @@ class Tokenizer:
     def __init__(self, processor: spm.SentencePieceProcessor) -> None:
         self._sp = processor
         # Ids the reference drops when it decodes with skip_special_tokens (its pad token is EOS).
+        specials = (processor.piece_to_id(piece) for piece in SPECIAL_PIECES)
         self._skip = frozenset(
             i for i in (processor.bos_id(), processor.eos_id(), processor.unk_id()) if i >= 0
-        )
+        ) | frozenset(i for i in specials if i != processor.unk_id())
         self._byte_values = {i: int(processor.id_to_piece(i)[3:5], 16) for i in _byte_ids(processor)}
 
     @classmethod
@@ -78,7 +82,8 @@ class Tokenizer:
         return [self.bos_id, *ids] if bos else ids
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Text of `ids` without BOS, EOS and UNK, like the reference's decode with skip_special_tokens."""
+        """Text of `ids` without BOS, EOS, UNK and the special pieces, like the reference's decode with
+        skip_special_tokens."""
         return self._sp.decode([i for i in ids if i not in self._skip])
 
     def token_id(self, piece: str) -> int:
@@ -92,7 +97,7 @@ class Tokenizer:
         return self._byte_values.get(token_id)
 
     def is_skipped(self, token_id: int) -> bool:
-        """Whether `decode` drops this id (BOS, EOS, UNK)."""
+        """Whether `decode` drops this id (BOS, EOS, UNK, the special pieces)."""
         return token_id in self._skip
 
 

@@ -1,14 +1,20 @@
-"""The native engine: `Engine.stream` over our own PyTorch IXC-2.5, with per-conversation KV reuse.
+"""The native engine: `Engine.stream` over our own PyTorch IXC-2.5, for many callers at once.
 
-One request: build the prompt with the chat template, roll the conversation's cache back to what the prompt
-shares with it, encode the images not cached yet, prefill the rest in one forward pass, then decode token by
-token. Every forward pass (and image encoding) holds one lock, so requests from several threads are safe and
-the model runs one at a time (`max_concurrency=1`); the lock is never held while a stream waits for its
-consumer.
+A stream builds the prompt with the chat template, checks it, reads the pixels of images whose features are
+not cached, and hands the request to the scheduler thread, which owns the model (see `scheduler`): requests
+are batched, prefixes any caller has sent before are reused by content (`prefix_cache`), and long prompts
+are prefilled in chunks. The stream turns the tokens it gets back into text on its own thread, hides stop
+tokens, and ends the answer at the first stop string. Closing the stream or setting `cancel` ends the
+request within one chunk or one decode step.
+
+Beam search (`num_beams` > 1) cannot show text before the search ends (the best beam changes until then),
+so its answer arrives as one piece at the end; stop strings then cut that answer.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -18,30 +24,42 @@ import torch
 
 from ixc_app.engines.base import (
     BadRequest,
-    Cancelled,
     ContextTooLong,
     EngineCapabilities,
     EngineUnavailable,
     Finished,
-    FinishReason,
     ImageReader,
+    Overloaded,
     Request,
     StreamItem,
 )
-from ixc_app.engines.native.generate import DecodeStats, decode_tokens, stream_text
-from ixc_app.engines.native.model import KVCache, NativeModel
+from ixc_app.engines.native.generate import TokenStream, stream_text
+from ixc_app.engines.native.jobs import Done, Event, Job, Started, Tokens
+from ixc_app.engines.native.model import NativeModel
 from ixc_app.engines.native.pixels import image_pixels
-from ixc_app.engines.native.sessions import FeatureCache, Session, SessionStore
-from ixc_app.ixc.prompt import ImageSegment, Prompt
+from ixc_app.engines.native.prefix_cache import FeatureCache, PrefixCache, image_key, position_keys
+from ixc_app.engines.native.scheduler import SHUT_DOWN, Scheduler
+from ixc_app.ixc.prompt import Prompt
 from ixc_app.ixc.template import build_prompt
 from ixc_app.ixc.tokenizer import IncrementalDecoder, Tokenizer
+
+MAX_BEAMS = 6
+"""The official composer offers 1 to 6 beams."""
+
+
+@dataclasses.dataclass
+class _Progress:
+    cached: int = 0
+    generated: int = 0
+    first_token_at: float | None = None
 
 
 class NativeEngine:
     """`Engine` over a loaded `NativeModel`; see the module docstring.
 
-    `steps_run` counts the model's forward passes (one prefill per request, one per further token), so callers
-    can see that a cancelled request stopped computing.
+    `batch_limit` sequences decode together (a beam counts as one; `max_concurrency` follows it);
+    `cache_budget_bytes` bounds all KV memory, running requests' caches and cached prefixes together;
+    `prefill_chunk` positions are prefilled per forward pass. `compile` compiles the decode step.
     """
 
     def __init__(
@@ -51,8 +69,11 @@ class NativeEngine:
         read_image: ImageReader,
         cache_budget_bytes: int,
         feature_cache_bytes: int,
+        batch_limit: int,
+        prefill_chunk: int,
         context_length: int | None = None,
         is_demo_model: bool = False,
+        compile: bool = False,
     ) -> None:
         if model.tokenizer is None:
             raise EngineUnavailable(
@@ -65,18 +86,28 @@ class NativeEngine:
             name="native",
             modes=frozenset(model.supported_modes),
             supports_prefill=True,
-            supports_beam_search=False,
+            supports_beam_search=True,
             supports_stop=True,
-            prefix_cache=False,
-            max_concurrency=1,
+            prefix_cache=True,
+            max_concurrency=batch_limit,
             context_length=context_length or model.config.max_position_embeddings,
             is_demo_model=is_demo_model,
         )
-        self.sessions = SessionStore(cache_budget_bytes)
+        if compile:
+            model.compile_decode()
+        self.prefix = PrefixCache()
         self.features = FeatureCache(feature_cache_bytes)
-        self.steps_run = 0
         self._stop_ids = frozenset(self.tokenizer.stop_ids)
-        self._compute = threading.Lock()
+        self.scheduler = Scheduler(
+            model,
+            batch_limit=batch_limit,
+            prefill_chunk=prefill_chunk,
+            kv_budget_bytes=cache_budget_bytes,
+            prefix=self.prefix,
+            features=self.features,
+            read_image=read_image,
+            stop_ids=self._stop_ids,
+        )
         self._closed = False
 
     @classmethod
@@ -85,35 +116,65 @@ class NativeEngine:
         path: str | Path,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
-        *,
-        read_image: ImageReader,
-        cache_budget_bytes: int,
-        feature_cache_bytes: int,
-        context_length: int | None = None,
-        is_demo_model: bool = False,
+        **options: object,
     ) -> NativeEngine:
-        """Load a checkpoint folder and wrap it in an engine."""
-        return cls(
-            NativeModel.from_pretrained(path, device=device, dtype=dtype),
-            read_image=read_image,
-            cache_budget_bytes=cache_budget_bytes,
-            feature_cache_bytes=feature_cache_bytes,
-            context_length=context_length,
-            is_demo_model=is_demo_model,
-        )
+        """Load a checkpoint folder and wrap it in an engine (`options` as for the constructor)."""
+        model = NativeModel.from_pretrained(path, device=device, dtype=dtype)
+        return cls(model, **options)  # type: ignore[arg-type]
+
+    @property
+    def steps_run(self) -> int:
+        """Forward passes run: prefill chunks and decode steps (one per step, however many it decodes)."""
+        return self.scheduler.steps_run
+
+    @property
+    def prefill_chunks_run(self) -> int:
+        return self.scheduler.prefill_chunks_run
+
+    def reload(self, model: NativeModel) -> None:
+        """Serve another model (new weights) from now on; nothing computed with the old one is reused."""
+        if model.tokenizer is None:
+            raise EngineUnavailable(
+                "The model was loaded without its tokenizer; load it with from_pretrained."
+            )
+        self.scheduler.reload(model)
+        self.model, self.tokenizer = model, model.tokenizer
+        self.capabilities = dataclasses.replace(self.capabilities, modes=frozenset(model.supported_modes))
 
     def close(self) -> None:
         self._closed = True
-        self.sessions.clear()
+        self.scheduler.close()
+        self.prefix.clear()
         self.features.clear()
 
     def stream(self, request: Request, cancel: threading.Event | None = None) -> Iterator[StreamItem]:
         started = time.perf_counter()
         if self._closed:
-            raise EngineUnavailable("The model engine has been shut down; restart the app to chat again.")
+            raise EngineUnavailable(SHUT_DOWN)
         prompt = self._prompt(request)
-        with self.sessions.use(request.session_id) as session:
-            yield from self._answer(request, prompt, session, cancel, started)
+        job = Job(
+            prompt=prompt,
+            keys=position_keys(prompt),
+            mode=request.mode,
+            params=request.params,
+            prefill_ids=tuple(self.tokenizer.encode(request.prefill, bos=False)) if request.prefill else (),
+            pixels=self._pixels(prompt),
+            cancel=cancel,
+        )
+        self.scheduler.submit(job)
+        progress = _Progress()
+        reason = yield from stream_text(
+            self._tokens(job, progress), IncrementalDecoder(self.tokenizer), self._stop_ids, request.stop
+        )
+        first = progress.first_token_at
+        yield Finished(
+            finish_reason=reason,
+            prompt_tokens=prompt.num_tokens,
+            generated_tokens=progress.generated,
+            cached_tokens=progress.cached,
+            time_to_first_token_s=(first - started) if first is not None else 0.0,
+            total_s=time.perf_counter() - started,
+        )
 
     def _prompt(self, request: Request) -> Prompt:
         """The request's prompt, or the typed error saying why it cannot be answered."""
@@ -122,8 +183,8 @@ class NativeEngine:
             raise BadRequest(f"This model has no {request.mode!r} mode; use one of {modes}.")
         if request.params.max_new_tokens < 1:
             raise BadRequest("max_new_tokens must be at least 1; ask for at least one token.")
-        if request.params.num_beams != 1:
-            raise BadRequest("This engine has no beam search; ask for one beam (sampling or greedy).")
+        if not 1 <= request.params.num_beams <= MAX_BEAMS:
+            raise BadRequest(f"num_beams must be between 1 and {MAX_BEAMS}; ask for fewer beams.")
         try:
             prompt = build_prompt(
                 request.turns,
@@ -145,92 +206,49 @@ class NativeEngine:
             )
         return prompt
 
-    def _answer(
-        self,
-        request: Request,
-        prompt: Prompt,
-        session: Session,
-        cancel: threading.Event | None,
-        started: float,
-    ) -> Iterator[StreamItem]:
-        """Prefill, then decode; the assistant prefill's tokens count for the repetition penalty.
+    def _pixels(self, prompt: Prompt) -> dict[tuple[str, int], torch.Tensor]:
+        """Pixels of the prompt's images not in the feature cache, read here so the model never waits on
+        image decoding (a bad file is a `BadRequest` before anything is queued)."""
+        return {
+            image_key(segment): image_pixels(segment, self.read_image)
+            for segment in prompt.images
+            if segment not in self.features
+        }
 
-        Counting the prefill is a deliberate middle way: the reference's chat() passes `inputs_embeds` and so
-        penalises no prompt token, while its composer's text generate() penalises the whole prompt; the
-        prefill is the start of the answer being continued, so it is penalised like the generated tokens.
-        """
-        mode = request.mode
-        cache, cached = session.start(
-            prompt, mode, lambda: self.model.new_cache(self.capabilities.context_length)
-        )
-        stats = DecodeStats()
-
-        def finished(reason: FinishReason) -> Finished:
-            now = time.perf_counter()
-            first = stats.first_token_at
-            return Finished(
-                finish_reason=reason,
-                prompt_tokens=prompt.num_tokens,
-                generated_tokens=stats.generated,
-                cached_tokens=cached,
-                time_to_first_token_s=(first - started) if first is not None else 0.0,
-                total_s=now - started,
-            )
-
-        logits = self._prefill(prompt, cached, cache, mode, cancel)
-        if logits is None:
-            yield finished("cancelled")
-            return
-
-        def step(token: int) -> torch.Tensor:
-            session.answer.append(token)
-            return self._forward(self.model.embed_tokens([token]), None, cache, mode)
-
-        prefill_ids = self.tokenizer.encode(request.prefill, bos=False) if request.prefill else []
-        tokens = decode_tokens(
-            step,
-            logits,
-            request.params,
-            stop_ids=self._stop_ids,
-            seen_ids=prefill_ids,
-            cancel=cancel,
-            stats=stats,
-        )
-        reason = yield from stream_text(
-            tokens, IncrementalDecoder(self.tokenizer), self._stop_ids, request.stop
-        )
-        yield finished(reason)
-
-    def _prefill(
-        self, prompt: Prompt, start: int, cache: KVCache, mode: str, cancel: threading.Event | None
-    ) -> torch.Tensor | None:
-        """Next-token logits after the prompt, computing its positions from `start` on; None if cancelled."""
-
-        def features(segment: ImageSegment) -> torch.Tensor:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled("The request was cancelled while its images were being encoded.")
-            return self._image_features(segment)
-
+    def _tokens(self, job: Job, progress: _Progress) -> TokenStream:
+        """The job's tokens as they come; closing this generator ends the job."""
         try:
-            embeds, im_mask = self.model.embed_prompt(prompt, features, start)
-        except Cancelled:
-            return None
-        if cancel is not None and cancel.is_set():
-            return None
-        return self._forward(embeds, im_mask, cache, mode)
+            while True:
+                event = self._next_event(job)
+                if isinstance(event, Started):
+                    progress.cached = event.cached_tokens
+                elif isinstance(event, Tokens):
+                    if progress.first_token_at is None:
+                        progress.first_token_at = time.perf_counter()
+                    for token in event.ids:
+                        progress.generated += 1
+                        yield token
+                elif isinstance(event, Done):
+                    return event.reason
+                else:
+                    _raise(event.error)
+        finally:
+            job.closed = True
 
-    def _image_features(self, segment: ImageSegment) -> torch.Tensor:
-        def encode() -> torch.Tensor:
-            pixels = image_pixels(segment, self.read_image)
-            with self._compute:
-                return self.model.encode_image(pixels)
+    def _next_event(self, job: Job) -> Event:
+        while True:
+            try:
+                return job.events.get(timeout=1.0)
+            except queue.Empty:
+                if not self.scheduler.alive:
+                    raise EngineUnavailable(SHUT_DOWN) from None
 
-        return self.features.get(segment, encode)
 
-    def _forward(
-        self, embeds: torch.Tensor, im_mask: torch.Tensor | None, cache: KVCache, mode: str
-    ) -> torch.Tensor:
-        """Logits of the position after `embeds`, whose keys and values are appended to `cache`."""
-        with self._compute:
-            self.steps_run += 1
-            return self.model.forward(embeds, im_mask, cache, mode, last_only=True)[-1]
+def _raise(error: BaseException) -> None:
+    """Raise what the scheduler met, in the stream; running out of GPU memory is a temporary overload."""
+    if isinstance(error, torch.OutOfMemoryError):
+        raise Overloaded(
+            "The GPU ran out of memory for this request; try again shortly, or with a shorter conversation "
+            "or fewer images."
+        ) from error
+    raise error

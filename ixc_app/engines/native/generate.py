@@ -1,79 +1,41 @@
-"""Sampling and the token-by-token decode loop.
+"""Choosing the next token of every row of a decode batch, and turning a request's tokens into text.
 
 Logits go through the same steps, in the same order, as Hugging Face `generate` does for the reference
-`chat()`: the repetition penalty, then (when sampling) temperature, top-k and top-p, then a draw from the
+`chat()`: the repetition penalty, then (when sampling) temperature, top-k and top-p (HF's `<=` boundary: the
+least likely tokens whose probabilities add up to at most 1 - top_p are dropped), then a draw from the
 softmax. Greedy decoding (no sampling, or temperature 0) takes the argmax after the repetition penalty alone,
 as HF's greedy search does.
 
 Which tokens the repetition penalty sees: HF penalises every id in `input_ids`. The reference 2.5 `chat()`
 passes its prompt as `inputs_embeds`, so `input_ids` start empty and only generated tokens are penalised,
 never the prompt. We do the same, and also penalise the tokens of an assistant prefill (the composer's forced
-answer start), since they are the start of the answer being continued.
+answer start), since they are the start of the answer being continued. Each row keeps the ids it has seen as
+a bitmap on the device, so the penalty costs no host work.
 
-The loop checks the cancel event before every forward step and computes nothing while it waits at a yield, so
-a set event or a closed generator stops the computation within one step.
+A batch is processed on the device without a host sync: rows with a top-k (the reference's 40 or 50) draw
+from their top-k candidates only, which gives the same distribution as HF's whole-vocabulary sort at a
+fraction of the cost. HF keeps every token tied with the k-th; a row where such a tie is cut (vanishingly
+rare) and rows without a top-k go through the whole-vocabulary path. Every row draws from its own seeded
+generator, so a request's answer does not depend on what else is in the batch.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Collection, Generator, Iterable, Sequence
+from collections.abc import Collection, Generator, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
 from ixc_app.engines.base import Delta, FinishReason, GenerationParams
 from ixc_app.engines.stops import StopScanner
 from ixc_app.ixc.tokenizer import IncrementalDecoder
 
-TokenStream = Generator[int, None, FinishReason]
-
-
-def apply_repetition_penalty(logits: torch.Tensor, token_ids: Sequence[int], penalty: float) -> torch.Tensor:
-    """Divide the positive and multiply the negative logits [vocab] of seen tokens, once per distinct id."""
-    if penalty == 1.0 or not token_ids:
-        return logits
-    ids = torch.tensor(sorted(set(token_ids)), dtype=torch.long, device=logits.device)
-    seen = logits.gather(-1, ids)
-    return logits.scatter(-1, ids, torch.where(seen < 0, seen * penalty, seen / penalty))
-
-
-def apply_top_k(logits: torch.Tensor, top_k: int) -> torch.Tensor:
-    """Keep the `top_k` largest logits, and any tied with the k-th (HF's TopKLogitsWarper); 0 keeps all."""
-    if top_k <= 0 or top_k >= logits.size(-1):
-        return logits
-    kth = torch.topk(logits, top_k).values[..., -1:]
-    return logits.masked_fill(logits < kth, float("-inf"))
-
-
-def apply_top_p(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """Drop the least likely tokens whose probabilities add up to at most 1 - top_p; the best one stays.
-
-    Only tokens still in the running are sorted (after top-k, 50 instead of the whole vocabulary): the others
-    have probability 0, so they change neither the cumulative sums nor the outcome.
-    """
-    if top_p >= 1.0:
-        return logits
-    candidates = torch.isfinite(logits).nonzero().squeeze(-1)
-    sorted_logits, order = torch.sort(logits[candidates], descending=False)
-    drop = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= 1.0 - top_p
-    drop[-1] = False
-    return logits.index_fill(-1, candidates[order[drop]], float("-inf"))
+NEG_INF = float("-inf")
 
 
 def is_greedy(params: GenerationParams) -> bool:
     return not params.do_sample or params.temperature == 0.0
-
-
-def process_logits(logits: torch.Tensor, seen_ids: Sequence[int], params: GenerationParams) -> torch.Tensor:
-    """The scores the next token is chosen from: HF's logits processor, then its warpers, in HF's order."""
-    scores = apply_repetition_penalty(logits.float(), seen_ids, params.repetition_penalty)
-    if is_greedy(params):
-        return scores
-    if params.temperature != 1.0:
-        scores = scores / params.temperature
-    return apply_top_p(apply_top_k(scores, params.top_k), params.top_p)
 
 
 def new_generator(seed: int | None, device: torch.device | str = "cpu") -> torch.Generator:
@@ -86,55 +48,114 @@ def new_generator(seed: int | None, device: torch.device | str = "cpu") -> torch
     return generator
 
 
-def choose_token(scores: torch.Tensor, params: GenerationParams, generator: torch.Generator) -> int:
+@dataclass
+class Row:
+    """One sequence being decoded: its settings, the ids it has seen (a [vocab] bool bitmap on the device),
+    its random stream and how many tokens it has chosen."""
+
+    params: GenerationParams
+    seen: Tensor
+    generator: torch.Generator
+    generated: int = 0
+
+    @classmethod
+    def start(
+        cls, params: GenerationParams, seen_ids: Sequence[int], vocab: int, device: torch.device
+    ) -> Row:
+        seen = torch.zeros(vocab, dtype=torch.bool, device=device)
+        if seen_ids:
+            seen[torch.tensor(list(seen_ids), device=device)] = True
+        return cls(params, seen, new_generator(params.seed, device))
+
+
+def penalize(logits: Tensor, seen: Tensor, penalty: Tensor) -> Tensor:
+    """HF's repetition penalty on [rows, vocab]: seen ids' positive scores divided, negative ones
+    multiplied."""
+    penalty = penalty[:, None]
+    return torch.where(seen, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
+
+
+def apply_top_k(logits: Tensor, top_k: int) -> Tensor:
+    """Keep the `top_k` largest logits, and any tied with the k-th (HF's TopKLogitsWarper); 0 keeps all."""
+    if top_k <= 0 or top_k >= logits.size(-1):
+        return logits
+    kth = torch.topk(logits, top_k).values[..., -1:]
+    return logits.masked_fill(logits < kth, NEG_INF)
+
+
+def apply_top_p(logits: Tensor, top_p: float) -> Tensor:
+    """Drop the least likely tokens of a [vocab] row whose probabilities add up to at most 1 - top_p; the best
+    one stays. Only tokens still in the running are sorted: the others have probability 0 and change
+    neither the cumulative sums nor the outcome."""
+    if top_p >= 1.0:
+        return logits
+    candidates = torch.isfinite(logits).nonzero().squeeze(-1)
+    sorted_logits, order = torch.sort(logits[candidates], descending=False)
+    drop = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= 1.0 - top_p
+    drop[-1] = False
+    return logits.index_fill(-1, candidates[order[drop]], NEG_INF)
+
+
+def warp(scores: Tensor, params: GenerationParams) -> Tensor:
+    """HF's warpers on one penalised [vocab] row, in HF's order: temperature, top-k, top-p."""
+    if params.temperature != 1.0:
+        scores = scores / params.temperature
+    return apply_top_p(apply_top_k(scores, params.top_k), params.top_p)
+
+
+def choose_token(scores: Tensor, params: GenerationParams, generator: torch.Generator) -> int:
+    """The next token from one row of processed scores."""
     if is_greedy(params):
         return int(torch.argmax(scores, dim=-1))
-    probs = torch.softmax(scores, dim=-1)
-    return int(torch.multinomial(probs, num_samples=1, generator=generator))
+    return int(torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1, generator=generator))
 
 
-@dataclass
-class DecodeStats:
-    """Tokens chosen so far (stop token included) and when the first one was (`time.perf_counter`)."""
+def top_k_candidates(scores: Tensor, params: Sequence[GenerationParams]) -> tuple[Tensor, Tensor, Tensor]:
+    """Temperature, top-k and top-p of penalised [rows, vocab] scores, on each row's top-k candidates only.
 
-    generated: int = 0
-    first_token_at: float | None = None
-
-
-def decode_tokens(
-    step: Callable[[int], torch.Tensor],
-    logits: torch.Tensor,
-    params: GenerationParams,
-    *,
-    stop_ids: Collection[int],
-    seen_ids: Iterable[int] = (),
-    cancel: threading.Event | None = None,
-    stats: DecodeStats | None = None,
-) -> TokenStream:
-    """Yield token ids chosen from `logits` (the prefill's last row), then from `step(token)` after each.
-
-    `step` runs the model on the token just chosen and returns the next row of logits. A stop token is
-    yielded (the caller does not show it) and ends the loop; the last token of a run is never fed to `step`.
-    Returns the finish reason.
+    Returns the candidates' scores [rows, K] (dropped ones -inf, in decreasing order of the warped scores),
+    their ids [rows, K], and which rows cut a tie with their k-th candidate (HF would keep it).
     """
-    generator = new_generator(params.seed, logits.device)
-    stats = stats if stats is not None else DecodeStats()
-    seen = list(seen_ids)
-    for count in range(1, params.max_new_tokens + 1):
-        token = choose_token(process_logits(logits, seen, params), params, generator)
-        stats.generated = count
-        if stats.first_token_at is None:
-            stats.first_token_at = time.perf_counter()
-        yield token
-        if token in stop_ids:
-            return "stop"
-        if count == params.max_new_tokens:
-            break
-        if cancel is not None and cancel.is_set():
-            return "cancelled"
-        seen.append(token)
-        logits = step(token)
-    return "length"
+    device = scores.device
+    temperature = torch.tensor([p.temperature for p in params], device=device)
+    top_k = torch.tensor([p.top_k for p in params], device=device)
+    floor = torch.tensor([1.0 - p.top_p for p in params], device=device)
+    values, ids = (scores / temperature[:, None]).topk(max(p.top_k for p in params) + 1, dim=-1)
+    kth = values.gather(1, top_k[:, None] - 1)
+    tied = values.gather(1, top_k[:, None]).squeeze(1) == kth.squeeze(1)
+    kept = values.masked_fill(torch.arange(values.shape[1], device=device) >= top_k[:, None], NEG_INF)
+    ascending = kept.flip(-1)
+    drop = ascending.softmax(dim=-1).cumsum(dim=-1) <= floor[:, None]
+    drop[:, -1] = False
+    return ascending.masked_fill(drop, NEG_INF).flip(-1), ids, tied
+
+
+def choose(logits: Tensor, rows: Sequence[Row]) -> Tensor:
+    """The next token of every row ([rows, vocab] logits in, [rows] ids out, on the device)."""
+    scores = logits.float()
+    if any(r.params.repetition_penalty != 1.0 for r in rows):
+        penalty = torch.tensor([r.params.repetition_penalty for r in rows], device=scores.device)
+        scores = penalize(scores, torch.stack([r.seen for r in rows]), penalty)
+    tokens = scores.argmax(dim=-1)
+    sampled = [i for i, r in enumerate(rows) if not is_greedy(r.params)]
+    vocab = scores.shape[-1]
+    fast = [i for i in sampled if 0 < rows[i].params.top_k < vocab - 1]
+    exact = [i for i in sampled if i not in fast]
+    if fast:
+        index = torch.tensor(fast, device=scores.device)
+        kept, ids, tied = top_k_candidates(scores[index], [rows[i].params for i in fast])
+        probs = kept.softmax(dim=-1)
+        picks = [torch.multinomial(probs[j], 1, generator=rows[i].generator) for j, i in enumerate(fast)]
+        tokens[index] = ids.gather(1, torch.stack(picks)).squeeze(1)
+        if bool(tied.any()):
+            exact += [i for i, cut in zip(fast, tied.tolist(), strict=True) if cut]
+    for i in exact:
+        params = rows[i].params
+        tokens[i] = choose_token(warp(scores[i], params), params, rows[i].generator)
+    return tokens
+
+
+TokenStream = Generator[int, None, FinishReason]
 
 
 def stream_text(
@@ -146,7 +167,7 @@ def stream_text(
     """Text deltas of a token stream: stop tokens are never shown, and no delta ends inside a character.
 
     The first of `stop_strings` to appear ends the stream before it, as a "stop"; closing `tokens` then stops
-    the decode loop, so no token is computed past it.
+    the request, so the engine computes at most one more step for it.
     """
     scanner = StopScanner(stop_strings)
     try:

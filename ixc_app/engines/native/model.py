@@ -1,7 +1,9 @@
 """IXC-2.5 in plain PyTorch: InternLM2 with Partial LoRA and task LoRAs, the CLIP tower and the projector.
 
-Batch size is one and tensors are [tokens, features]: the app serves one conversation per forward pass, and
-the KV cache of a conversation is what makes follow-up turns cheap, not batching.
+Tensors are [tokens, features]. `forward` runs new positions of one sequence (a prefill chunk) after what its
+KV cache holds; `decode` runs one new position for each of several sequences at once, so the linears and their
+LoRAs read their weights once per step for every running request. Rows of one batch may use different
+inference modes: each task LoRA is applied at the rows whose mode uses it (`TaskRows`).
 
 Rotary positions: with `rope_scaling` "dynamic", once the total length L (cached + new tokens) exceeds
 `max_position_embeddings`, the new tokens are rotated with base' = base * (factor*L/max_pos - (factor-1)) **
@@ -10,21 +12,21 @@ during generation (its rotary cache is rebuilt for every longer length; keys alr
 re-rotated). One difference: the reference keeps its enlarged table for later, shorter requests; here every
 forward pass uses the base of its own total length, so results do not depend on earlier requests. A
 consequence in both: beyond `max_position_embeddings`, prefilling a prompt in two chunks rotates the first
-chunk with a smaller base than one prefill of the whole prompt would.
+chunk with a smaller base than one prefill of the whole prompt would (chunked prefill does exactly that).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ixc_app.engines.base import BadRequest, ContextTooLong
+from ixc_app.engines.base import BadRequest
 from ixc_app.engines.native import checkpoint
+from ixc_app.engines.native.attention import Extend, KVCache, RopeTable, Step, rotate
 from ixc_app.engines.native.config import TASK_LORAS, ModelConfig
 from ixc_app.engines.native.vision import Table, VisionTower, layout_tokens, split_views
 from ixc_app.ixc.prompt import ImageSegment, Prompt, TextSegment
@@ -32,6 +34,12 @@ from ixc_app.ixc.tokenizer import Tokenizer
 
 ImageRows = slice | Tensor | None
 """Which rows of a chunk are image tokens: none, all (`slice(None)`), or their indices."""
+
+TaskRows = tuple[tuple[str, slice | Tensor], ...]
+"""The task LoRAs to add and the rows each applies to (all rows: `slice(None)`)."""
+
+Layout = Extend | Step
+"""Where a forward pass's keys and values go and what its queries attend to (see `attention`)."""
 
 
 def image_rows(im_mask: Tensor | None, device: torch.device) -> ImageRows:
@@ -46,84 +54,16 @@ def image_rows(im_mask: Tensor | None, device: torch.device) -> ImageRows:
     return mask.nonzero().squeeze(1).to(device)
 
 
-def rope_base(cfg: ModelConfig, total_len: int) -> float:
-    """The rotary base for a sequence of `total_len` tokens (dynamic NTK grows it past max_pos)."""
-    scaling, max_pos, dim = cfg.rope_scaling, cfg.max_position_embeddings, cfg.head_dim
-    if scaling is None or scaling.type != "dynamic" or total_len <= max_pos:
-        return cfg.rope_theta
-    return cfg.rope_theta * ((scaling.factor * total_len / max_pos) - (scaling.factor - 1)) ** (
-        dim / (dim - 2)
+def task_rows(modes: list[str], device: torch.device) -> TaskRows:
+    """The task LoRAs of a batch whose row i runs in `modes[i]`."""
+    rows: dict[str, list[int]] = {}
+    for row, mode in enumerate(modes):
+        for name in TASK_LORAS[mode]:
+            rows.setdefault(name, []).append(row)
+    return tuple(
+        (name, slice(None) if len(ids) == len(modes) else torch.tensor(ids, device=device))
+        for name, ids in rows.items()
     )
-
-
-def rope_tables(cfg: ModelConfig, start: int, count: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """cos and sin [count, head_dim] (float32) for positions start .. start+count-1."""
-    dim = cfg.head_dim
-    inv_freq = 1.0 / (rope_base(cfg, start + count) ** (torch.arange(0, dim, 2, device=device).float() / dim))
-    positions = torch.arange(start, start + count, device=device, dtype=torch.float32)
-    if cfg.rope_scaling is not None and cfg.rope_scaling.type == "linear":
-        positions = positions / cfg.rope_scaling.factor
-    freqs = torch.outer(positions, inv_freq)
-    angles = torch.cat([freqs, freqs], dim=-1)
-    return angles.cos(), angles.sin()
-
-
-def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotary embedding of x [tokens, heads, head_dim] in the half-split layout InternLM2 uses."""
-    half = x.shape[-1] // 2
-    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-    return x * cos[:, None] + rotated * sin[:, None]
-
-
-@dataclass
-class KVCache:
-    """Per-layer keys and values [kv_heads, capacity, head_dim]; the first `length` positions are valid.
-
-    Buffers grow geometrically up to `max_tokens`, so a short conversation does not hold a whole context's
-    memory. `truncate` rolls the conversation back (regenerate, edit) without freeing anything.
-    """
-
-    keys: list[Tensor]
-    values: list[Tensor]
-    max_tokens: int
-    length: int = 0
-
-    @property
-    def capacity(self) -> int:
-        return self.keys[0].shape[1]
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (*self.keys, *self.values))
-
-    def truncate(self, n: int) -> None:
-        if not 0 <= n <= self.length:
-            raise ValueError(f"cannot truncate a cache of {self.length} tokens to {n}")
-        self.length = n
-
-    def clone(self) -> KVCache:
-        n = self.length
-        return KVCache(
-            keys=[k[:, :n].clone() for k in self.keys],
-            values=[v[:, :n].clone() for v in self.values],
-            max_tokens=self.max_tokens,
-            length=n,
-        )
-
-    def reserve(self, total: int) -> None:
-        if total > self.max_tokens:
-            raise ContextTooLong(
-                f"The conversation needs {total} tokens but the context holds {self.max_tokens}; "
-                "start a new conversation or send fewer or smaller images."
-            )
-        if total <= self.capacity:
-            return
-        new_capacity = min(self.max_tokens, max(total, 2 * self.capacity, 256))
-        for buffers in (self.keys, self.values):
-            for i, old in enumerate(buffers):
-                grown = old.new_zeros(old.shape[0], new_capacity, old.shape[2])
-                grown[:, : self.length] = old[:, : self.length]
-                buffers[i] = grown
 
 
 class RMSNorm(nn.Module):
@@ -155,10 +95,14 @@ class PLoRALinear(nn.Module):
             setattr(self, f"{name}_A", nn.Linear(in_features, rank, bias=False))
             setattr(self, f"{name}_B", nn.Linear(rank, out_features, bias=False))
 
-    def forward(self, x: Tensor, rows: ImageRows, tasks: tuple[str, ...]) -> Tensor:
+    def forward(self, x: Tensor, rows: ImageRows, tasks: TaskRows) -> Tensor:
         out = F.linear(x, self.weight, self.bias)
-        for name in tasks:
-            out = out + getattr(self, f"{name}_B")(getattr(self, f"{name}_A")(x))
+        for name, at in tasks:
+            lora_a, lora_b = getattr(self, f"{name}_A"), getattr(self, f"{name}_B")
+            if isinstance(at, slice):
+                out = out + lora_b(lora_a(x))
+            else:
+                out = out.index_add(0, at, lora_b(lora_a(x[at])))
         if rows is not None:
             out[rows] += self.Plora_B(self.Plora_A(x[rows])) * self.scale
         return out
@@ -176,36 +120,20 @@ class Attention(nn.Module):
         self,
         x: Tensor,
         rows: ImageRows,
-        tasks: tuple[str, ...],
+        tasks: TaskRows,
         rope: tuple[Tensor, Tensor],
-        cache: KVCache,
+        layout: Layout,
         i: int,
     ) -> Tensor:
-        cfg, count, start = self.cfg, x.shape[0], cache.length
+        cfg, count = self.cfg, x.shape[0]
         per_kv = cfg.num_attention_heads // cfg.num_key_value_heads
         # wqkv's output is grouped per KV head: per_kv query heads, then one key head, then one value head.
         qkv = self.wqkv(x, rows, tasks).view(count, cfg.num_key_value_heads, per_kv + 2, cfg.head_dim)
-        cos, sin = (t.to(x.dtype) for t in rope)
+        cos, sin = rope
         q = rotate(qkv[:, :, :per_kv].reshape(count, cfg.num_attention_heads, cfg.head_dim), cos, sin)
         k = rotate(qkv[:, :, per_kv], cos, sin)
-        end = start + count
-        cache.keys[i][:, start:end] = k.transpose(0, 1)
-        cache.values[i][:, start:end] = qkv[:, :, per_kv + 1].transpose(0, 1)
-        keys, values = cache.keys[i][None, :, :end], cache.values[i][None, :, :end]
-        mask = None
-        if count > 1 and start > 0:
-            mask = (
-                torch.arange(end, device=x.device)[None] <= torch.arange(start, end, device=x.device)[:, None]
-            )
-        out = F.scaled_dot_product_attention(
-            q.transpose(0, 1)[None],
-            keys,
-            values,
-            attn_mask=mask,
-            is_causal=count > 1 and start == 0,
-            enable_gqa=True,
-        )
-        return self.wo(out[0].transpose(0, 1).reshape(count, -1), rows, tasks)
+        out = layout.attend(i, q, k, qkv[:, :, per_kv + 1])
+        return self.wo(out.reshape(count, -1), rows, tasks)
 
 
 class FeedForward(nn.Module):
@@ -215,7 +143,7 @@ class FeedForward(nn.Module):
         self.w3 = PLoRALinear(cfg, cfg.hidden_size, cfg.intermediate_size)
         self.w2 = PLoRALinear(cfg, cfg.intermediate_size, cfg.hidden_size)
 
-    def forward(self, x: Tensor, rows: ImageRows, tasks: tuple[str, ...]) -> Tensor:
+    def forward(self, x: Tensor, rows: ImageRows, tasks: TaskRows) -> Tensor:
         return self.w2(F.silu(self.w1(x, rows, tasks)) * self.w3(x, rows, tasks), rows, tasks)
 
 
@@ -231,12 +159,12 @@ class DecoderLayer(nn.Module):
         self,
         x: Tensor,
         rows: ImageRows,
-        tasks: tuple[str, ...],
+        tasks: TaskRows,
         rope: tuple[Tensor, Tensor],
-        cache: KVCache,
+        layout: Layout,
         i: int,
     ) -> Tensor:
-        x = x + self.attention(self.attention_norm(x), rows, tasks, rope, cache, i)
+        x = x + self.attention(self.attention_norm(x), rows, tasks, rope, layout, i)
         return x + self.feed_forward(self.ffn_norm(x), rows, tasks)
 
 
@@ -256,6 +184,8 @@ class NativeModel(nn.Module):
         self.config = config
         self.tokenizer = tokenizer
         self.supported_modes = config.modes
+        self.decode_layer: Callable[..., Tensor] = DecoderLayer.__call__
+        """How `decode` runs a layer; `compile_decode` swaps in a compiled one."""
         merged = 4 * config.vision.hidden_size
         self.model = InternLM2(config)
         self.output = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
@@ -290,13 +220,28 @@ class NativeModel(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.output.weight.dtype
 
-    def new_cache(self, max_tokens: int) -> KVCache:
+    def new_cache(self, capacity: int) -> KVCache:
+        """An empty cache for `capacity` positions, allocated once."""
+        return self.new_caches(capacity, 1)[0]
+
+    def new_caches(self, capacity: int, count: int) -> list[KVCache]:
+        """`count` empty caches of `capacity` positions in one tensor (a beam search's sequences)."""
         cfg = self.config
-        empty = [
-            torch.zeros(cfg.num_key_value_heads, 0, cfg.head_dim, device=self.device, dtype=self.dtype)
-            for _ in range(2 * cfg.num_hidden_layers)
-        ]
-        return KVCache(keys=empty[::2], values=empty[1::2], max_tokens=max_tokens)
+        shape = (count, cfg.num_hidden_layers, 2, cfg.num_key_value_heads, capacity, cfg.head_dim)
+        group = torch.empty(shape, device=self.device, dtype=self.dtype)
+        return [KVCache(group[i]) for i in range(count)]
+
+    def kv_bytes_per_position(self) -> int:
+        cfg = self.config
+        return 2 * cfg.num_hidden_layers * cfg.num_key_value_heads * cfg.head_dim * self.dtype.itemsize
+
+    @property
+    def rope(self) -> RopeTable:
+        """The rotary table on the model's device, computed on first use."""
+        table = self.__dict__.get("_rope")
+        if table is None or table.device != self.device:
+            table = self.__dict__["_rope"] = RopeTable(self.config, self.device)
+        return table
 
     @torch.no_grad()
     def embed_tokens(self, ids: list[int] | tuple[int, ...]) -> Tensor:
@@ -311,27 +256,46 @@ class NativeModel(nn.Module):
         return self.vision_proj(tokens)
 
     def embed_prompt(
-        self, prompt: Prompt, image_features: Callable[[ImageSegment], Tensor], start: int = 0
+        self,
+        prompt: Prompt,
+        image_features: Callable[[ImageSegment], Tensor],
+        start: int = 0,
+        end: int | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """Input embeddings [tokens, hidden] and image mask [tokens] of the prompt from position `start`.
+        """Input embeddings [tokens, hidden] and image mask [tokens] of the prompt's positions start..end.
 
-        `start` > 0 is the length of a reused KV cache: only the positions after it are embedded. The mask is
+        The span may begin or end inside an image: its features are computed whole and sliced. The mask is
         on the CPU, where `forward` reads it without a device sync.
         """
+        end = prompt.num_tokens if end is None else end
         parts: list[Tensor] = []
         masks: list[Tensor] = []
-        for segment, offset in prompt.suffix(start):
-            if isinstance(segment, TextSegment):
-                part = self.embed_tokens(segment.token_ids[offset:])
+        position = 0
+        for segment in prompt.segments:
+            is_text = isinstance(segment, TextSegment)
+            size = len(segment.token_ids) if is_text else segment.num_tokens
+            lo, hi = max(start, position) - position, min(end, position + size) - position
+            position += size
+            if lo >= hi:
+                continue
+            if is_text:
+                part = self.embed_tokens(segment.token_ids[lo:hi])
             else:
-                part = image_features(segment).to(self.device, self.dtype)
-                if part.shape[0] != segment.num_tokens:
-                    raise ValueError(
-                        f"image {segment.image.key} gave {part.shape[0]} embeddings, not {segment.num_tokens}"
-                    )
+                features = image_features(segment)
+                if features.shape[0] != segment.num_tokens:
+                    key, got = segment.image.key, features.shape[0]
+                    raise ValueError(f"image {key} gave {got} embeddings, not {segment.num_tokens}")
+                part = features[lo:hi].to(self.device, self.dtype)
             parts.append(part)
-            masks.append(torch.full((part.shape[0],), isinstance(segment, ImageSegment)))
+            masks.append(torch.full((hi - lo,), not is_text))
         return torch.cat(parts), torch.cat(masks)
+
+    def check_mode(self, mode: str) -> None:
+        if mode not in self.supported_modes:
+            raise BadRequest(
+                f"This checkpoint has no task LoRA for the {mode!r} mode; "
+                f"use one of {', '.join(sorted(self.supported_modes))}."
+            )
 
     @torch.no_grad()
     def forward(
@@ -343,28 +307,40 @@ class NativeModel(nn.Module):
         *,
         last_only: bool = False,
     ) -> Tensor:
-        """Run new tokens after the cached ones: float32 logits [tokens, vocab], or [1, vocab] if `last_only`.
+        """New positions of one sequence after its cached ones: float32 logits [tokens, vocab] ([1, vocab] if
+        `last_only`).
 
-        Positions continue from `cache.length`; the new keys and values are appended to the cache. Prefill
+        Positions continue from `cache.length`; the new keys and values are written into the cache. Prefill
         with `last_only` when only the next token matters: full logits of a long prompt take gigabytes.
-        `im_mask` None means no image rows (a decode step), which costs no tensor work at all.
+        `im_mask` None means no image rows, which costs no tensor work at all.
         """
-        if mode not in self.supported_modes:
-            raise BadRequest(
-                f"This checkpoint has no task LoRA for the {mode!r} mode; "
-                f"use one of {', '.join(sorted(self.supported_modes))}."
-            )
+        self.check_mode(mode)
         count = embeds.shape[0]
-        cache.reserve(cache.length + count)
+        layout = Extend(cache, count)
         rows = image_rows(im_mask, self.device)
-        tasks = tuple(TASK_LORAS[mode])
-        rope = rope_tables(self.config, cache.length, count, self.device)
+        tasks = tuple((name, slice(None)) for name in TASK_LORAS[mode])
+        rope = tuple(t.to(self.dtype) for t in self.rope.span(cache.length, count))
         x = embeds.to(self.device, self.dtype)
         for i, layer in enumerate(self.model.layers):
-            x = layer(x, rows, tasks, rope, cache, i)
-        cache.length += count
+            x = layer(x, rows, tasks, rope, layout, i)
+        layout.advance()
         x = self.model.norm(x[-1:] if last_only else x)
         return self.output(x).float()
+
+    @torch.no_grad()
+    def decode(self, tokens: Tensor, caches: list[KVCache], tasks: TaskRows) -> Tensor:
+        """One new position per cache (`tokens` [rows], on the device): float32 logits [rows, vocab]."""
+        layout = Step(caches)
+        rope = tuple(t.to(self.dtype) for t in self.rope.rows(layout.positions))
+        x = self.model.tok_embeddings.weight[tokens]
+        for i, layer in enumerate(self.model.layers):
+            x = self.decode_layer(layer, x, None, tasks, rope, layout, i)
+        layout.advance()
+        return self.output(self.model.norm(x)).float()
+
+    def compile_decode(self) -> None:
+        """Compile the decode step's layers with `torch.compile` (per-sequence attention stays eager)."""
+        self.decode_layer = torch.compile(DecoderLayer.forward, dynamic=True)
 
     @torch.no_grad()
     def logits(self, prompt: Prompt, image_pixels: Mapping[str, Tensor], mode: str = "base") -> Tensor:

@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 
 from ixc_app.engines.native.config import ModelConfig, RopeScaling, VisionConfig
 from ixc_app.engines.native.model import NativeModel
+from ixc_app.ixc.tokenizer import SPECIAL_PIECES
 
 DEFAULT_SIZES: dict[str, int] = {
     "hidden_size": 64,
@@ -41,7 +42,6 @@ DEFAULT_SIZES: dict[str, int] = {
 }
 """PLoRA rank 256 is the real one (the reference hard-codes it); everything else is toy-sized."""
 
-SPECIAL_PIECES = [f"[UNUSED_TOKEN_{i}]" for i in range(141, 147)]
 TINY_VOCAB = 1000
 STORE_DTYPE = torch.bfloat16
 """The real checkpoint's dtype; loading casts to whatever dtype is asked for."""
@@ -91,7 +91,7 @@ def train_tokenizer(out: Path) -> None:
         normalization_rule_name="identity",
         split_digits=True,
         allow_whitespace_only_pieces=True,
-        user_defined_symbols=SPECIAL_PIECES,
+        user_defined_symbols=list(SPECIAL_PIECES),
         unk_id=0,
         bos_id=1,
         eos_id=2,
