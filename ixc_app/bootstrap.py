@@ -96,6 +96,8 @@ def build_engine(settings: Settings, choice: ModelChoice) -> Engine:
 
     from ixc_app.engines.native.engine import NativeEngine
 
+    if settings.compile and choice.device != "cuda":
+        log.warning("--compile only applies on a CUDA GPU; the decode step runs uncompiled on the CPU")
     dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
     return NativeEngine.from_pretrained(
         choice.path,
@@ -105,6 +107,9 @@ def build_engine(settings: Settings, choice: ModelChoice) -> Engine:
         context_length=settings.limits.context_budget,
         cache_budget_bytes=settings.kv_cache_budget_bytes,
         feature_cache_bytes=settings.feature_cache_budget_bytes,
+        batch_limit=settings.max_batch,
+        prefill_chunk=settings.prefill_chunk,
+        compile=settings.compile and choice.device == "cuda",
         is_demo_model=choice.is_demo_model,
     )
 

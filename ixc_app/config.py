@@ -39,7 +39,7 @@ DEFAULT_MODEL = "models/internlm-xcomposer2d5-7b"
 TINY_DIR_NAME = "tiny-checkpoint"
 SECRET_FILE_NAME = "browser-state-secret"
 DEFAULT_KV_CACHE_BUDGET = 4 * 1024**3
-"""KV caches kept between turns: two 16K-token conversations of the 7B model in fp16 (128 KiB per token)."""
+"""All KV memory of the native engine (running requests, cached prefixes): 32K positions of the 7B in fp16."""
 DEFAULT_FEATURE_CACHE_BUDGET = 1024**3
 """Vision features kept by image: about fifteen 24-crop images of the 7B model in fp16."""
 
@@ -83,6 +83,9 @@ class Settings:
     max_data_bytes: int = 10 * 1024**3
     kv_cache_budget_bytes: int = DEFAULT_KV_CACHE_BUDGET
     feature_cache_budget_bytes: int = DEFAULT_FEATURE_CACHE_BUDGET
+    max_batch: int = 8
+    prefill_chunk: int = 1024
+    compile: bool = False
     strict: bool = False
     log_level: str = "info"
     engine: str = "native"
@@ -243,7 +246,7 @@ OPTIONS: tuple[Option, ...] = (
         "--kv-cache-budget",
         "kv_cache_budget_bytes",
         parse_size,
-        "engine memory for conversations' KV caches kept between turns; the least recently used go first",
+        "engine KV memory: running requests and cached prompt prefixes (least recently used go first)",
         format_size(_S.kv_cache_budget_bytes),
         "SIZE",
     ),
@@ -255,6 +258,16 @@ OPTIONS: tuple[Option, ...] = (
         format_size(_S.feature_cache_budget_bytes),
         "SIZE",
     ),
+    Option("--max-batch", "max_batch", positive_int, "answers decoded together", str(_S.max_batch), "N"),
+    Option(
+        "--prefill-chunk",
+        "prefill_chunk",
+        positive_int,
+        "prompt positions per prefill pass",
+        str(_S.prefill_chunk),
+        "N",
+    ),
+    Option("--compile", "compile", boolean, "torch.compile decoding (CUDA only)", "off", is_flag=True),
     Option(
         "--strict",
         "strict",

@@ -117,10 +117,17 @@ def test_start_does_not_touch_disk_when_strict_refuses(tmp_path: Path) -> None:
 
 def test_start_runs_the_demo_checkpoint_from_the_data_dir(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    services = start(parse_settings(["--data-dir", str(data), "--model", str(tmp_path / "none")], {}))
+    argv = ["--data-dir", str(data), "--model", str(tmp_path / "none"), "--max-batch", "3", "--compile"]
+    services = start(parse_settings([*argv, "--prefill-chunk", "128"], {}))
     try:
         assert services.settings.data_dir == data.resolve()
         assert services.engine.capabilities.is_demo_model
+        assert services.engine.capabilities.max_concurrency == 3
+        scheduler = services.engine.scheduler  # type: ignore[attr-defined]
+        assert (scheduler.batch_limit, scheduler.prefill_chunk) == (3, 128)
+        from ixc_app.engines.native.model import DecoderLayer
+
+        assert scheduler.model.decode_layer is DecoderLayer.__call__, "--compile is ignored on the CPU"
         assert looks_like_checkpoint(data.resolve() / "tiny-checkpoint")
         assert services.chat.tokenizer is services.engine.tokenizer
     finally:

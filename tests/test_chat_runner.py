@@ -3,6 +3,7 @@ before them, and closing the stream stops the engine."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import time
@@ -138,3 +139,18 @@ def test_no_more_streams_run_at_once_than_the_engine_allows() -> None:
         thread.join(timeout=10)
     assert results == ["abc"] * 4
     assert engine.most_running == engine.capabilities.max_concurrency == 1
+
+
+def test_as_many_streams_run_at_once_as_the_engine_batches() -> None:
+    """The native engine's batch limit becomes `max_concurrency`; the runner's workers follow it."""
+    engine = ScriptedFakeEngine(["a", "b", "c"], step_s=0.05)
+    engine.capabilities = dataclasses.replace(engine.capabilities, max_concurrency=3)
+    runner = EngineRunner(engine)
+    threads = [
+        threading.Thread(target=lambda: list(runner.stream(REQUEST, interval_s=0.01))) for _ in range(5)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert engine.most_running == 3

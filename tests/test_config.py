@@ -95,6 +95,19 @@ def test_engine_memory_budgets_are_sizes_from_flags_or_environment() -> None:
         parse_settings([], {"IXC_KV_CACHE_BUDGET": "plenty"})
 
 
+def test_native_engine_scheduler_settings_from_flags_or_environment() -> None:
+    defaults = parse_settings([], {})
+    assert (defaults.max_batch, defaults.prefill_chunk, defaults.compile) == (8, 1024, False)
+    env = {"IXC_MAX_BATCH": "16", "IXC_PREFILL_CHUNK": "2048", "IXC_COMPILE": "1"}
+    assert (lambda s: (s.max_batch, s.prefill_chunk, s.compile))(parse_settings([], env)) == (16, 2048, True)
+    flags = parse_settings(["--max-batch", "2", "--prefill-chunk", "256", "--no-compile"], env)
+    assert (flags.max_batch, flags.prefill_chunk, flags.compile) == (2, 256, False)
+    with pytest.raises(ConfigError, match="IXC_MAX_BATCH"):
+        parse_settings([], {"IXC_MAX_BATCH": "0"})
+    with pytest.raises(ConfigError, match="--prefill-chunk"):
+        parse_settings(["--prefill-chunk", "many"], {})
+
+
 @pytest.mark.parametrize(
     ("argv", "env", "named"),
     [

@@ -20,7 +20,7 @@ Operations (each returns a new Conversation; `ConversationError` carries a one-s
 `rename(conv, title)`, `with_settings(conv, settings)`.
 
 Conversions:
-- `to_request(conv, tokenizer, media_path, *, context_budget, max_new_tokens_cap=None, session_id=None)
+- `to_request(conv, tokenizer, media_path, *, context_budget, max_new_tokens_cap=None)
   -> PreparedRequest(request, dropped_messages, prompt_tokens)`; raises `ContextBudgetExceeded` (one
   sentence: what to cut).
 - `to_chatbot(conv, media_path) -> list[{"role", "content"}]`: one Chatbot message per conversation message.

@@ -72,7 +72,6 @@ def to_request(
     *,
     context_budget: int,
     max_new_tokens_cap: int | None = None,
-    session_id: str | None = None,
 ) -> PreparedRequest:
     """The request answering the conversation's last user message.
 
@@ -109,7 +108,6 @@ def to_request(
         turns=plan.turns,
         params=params,
         meta_instruction=meta,
-        session_id=session_id,
         hd_num_single=single,
         hd_num_multi=multi,
     )

@@ -151,17 +151,13 @@ class ChatService:
         return conv, prepared
 
     def prepare(self, conv: Conversation) -> PreparedRequest:
-        """The engine request for the conversation's last message, trimmed to the budget the engine can hold.
-
-        The conversation id doubles as the engine session, so a follow-up only prefills what is new.
-        """
+        """The engine request for the conversation's last message, trimmed to what the engine can hold."""
         return to_request(
             conv,
             self.tokenizer,
             self.media_path,
             context_budget=min(self.limits.context_budget, self.capabilities.context_length),
             max_new_tokens_cap=self.limits.max_new_tokens,
-            session_id=conv.id,
         )
 
     def delete(self, owner: str, conversation_id: str) -> bool:

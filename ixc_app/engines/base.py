@@ -49,8 +49,8 @@ class Request:
     `meta_instruction` None means no system turn. `prefill` starts the assistant answer (the composer uses
     it; needs `supports_prefill`); the streamed text continues after it. The answer ends before the first of
     the `stop` strings it would contain (the stop string itself is not part of the answer), with finish
-    reason "stop". `session_id` lets the native engine reuse what it kept from the previous turn of the same
-    conversation, until its content-keyed prefix cache replaces that.
+    reason "stop". A request is stateless: an engine with `prefix_cache` reuses what any earlier request
+    computed for the same prompt prefix, so callers send the whole conversation every time.
     """
 
     turns: tuple[Turn, ...]
@@ -59,7 +59,6 @@ class Request:
     meta_instruction: str | None = None
     prefill: str = ""
     stop: tuple[str, ...] = ()
-    session_id: str | None = None
     hd_num_single: int = 24
     hd_num_multi: int = 6
 
@@ -92,10 +91,12 @@ class EngineCapabilities:
 
     - `modes`: the inference modes it serves ("base", and "write"/"web" where the task LoRAs are there).
     - `supports_prefill`: `Request.prefill` is honoured (an OpenAI-style server has no assistant prefill).
-    - `supports_beam_search`: `GenerationParams.num_beams` > 1 is honoured.
+    - `supports_beam_search`: `GenerationParams.num_beams` > 1 is honoured (the native engine sends such an
+      answer in one piece when the search ends: the best beam is not known before).
     - `supports_stop`: `Request.stop` strings end the answer.
     - `prefix_cache`: the engine reuses the work of prompt prefixes it has seen, by content, for any caller.
-    - `max_concurrency`: requests it answers at once; callers size their queues by it.
+    - `max_concurrency`: requests it answers at once (the native engine's batch limit); callers size their
+      queues by it.
     - `context_length`: prompt plus answer tokens it holds.
     - `is_demo_model`: it runs the tiny random-weight checkpoint, whose answers are noise.
     """
