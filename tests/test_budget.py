@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,30 @@ def test_the_chosen_prompt_is_checked_not_estimated(tok: Tokenizer) -> None:
     trimmed = fit(turns, fake, limit=estimated + 100)
     assert trimmed.dropped == 2
     assert trimmed.prompt.num_tokens <= estimated
+
+
+def growing(turns: list[Turn]) -> list[list[Turn]]:
+    """The requests of a conversation as it grows: each user message with all turns before it."""
+    return [turns[: end + 1] for end in range(0, len(turns), 2)]
+
+
+def test_trimming_with_hysteresis_keeps_the_same_start_for_several_turns(tok: Tokenizer) -> None:
+    turns = chat(24, words=30)
+    limit = build_prompt(turns[:17], tok).num_tokens + 100
+    plain = [fit(request, tok, limit=limit).dropped for request in growing(turns)]
+    held = [fit(request, tok, limit=limit, trim_to=0.75) for request in growing(turns)]
+    cuts = [plan.dropped for plan in held]
+    assert cuts == sorted(cuts) and cuts[-1] > 0
+    assert all(plan.prompt.num_tokens + 100 <= limit for plan in held)
+    assert len(set(cuts)) <= len(set(plain)) // 2, "the cut moved nearly every turn"
+    # Each cut leaves room to spare: the prompt right after it is within about 75% of what fits.
+    for before, after, plan in zip(cuts, cuts[1:], held[1:], strict=False):
+        if after != before:
+            assert plan.prompt.num_tokens <= 0.75 * (limit - 100) + 200
+    # Between two cuts, every request starts with the previous one's prompt (its answer and question added).
+    for previous, plan in itertools.pairwise(held):
+        if plan.dropped == previous.dropped:
+            assert plan.turns[: len(previous.turns)] == previous.turns
+    # The replay depends on the turns alone: asking again gives the same cut.
+    assert fit(turns, tok, limit=limit, trim_to=0.75).dropped == cuts[-1]
+    assert plain == sorted(plain) and len(set(plain)) > 5

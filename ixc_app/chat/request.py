@@ -1,8 +1,9 @@
 """From a conversation to the engine request that answers its last user message, within the token budget.
 
 The conversation keeps every turn; only the request is trimmed. When the whole history does not fit the
-context budget (prompt plus the answer's reserved tokens), the oldest user+answer pairs are left out and the
-caller learns how many messages that was, so the UI can say so.
+context budget (prompt plus the answer's reserved tokens), the oldest user+answer pairs are left out (down
+to `TRIM_TO` of the budget, so that the following turns keep the same start) and the caller learns how many
+messages that was, so the UI can say so.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from ixc_app.ixc.tokenizer import Tokenizer
 
 MediaPath = Callable[[str], Path | str]
 """Where the media store keeps the file of a key (`MediaStore.path`)."""
+
+TRIM_TO = 0.75
+"""When old turns must go, the prompt is cut to this share of the room, so the next turns keep the same
+start and reuse the engine's cached prefix (see `fit_to_context`)."""
 
 
 __all__ = ["ContextBudgetExceeded", "MediaPath", "PreparedRequest", "hd_nums", "image_ref", "to_request"]
@@ -103,6 +108,7 @@ def to_request(
         meta_instruction=meta,
         hd_num_single=single,
         hd_num_multi=multi,
+        trim_to=TRIM_TO,
     )
     request = Request(
         turns=plan.turns,

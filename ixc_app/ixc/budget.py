@@ -69,8 +69,17 @@ def fit_to_context(
     prefill: str = "",
     hd_num_single: int = 24,
     hd_num_multi: int = 6,
+    trim_to: float = 1.0,
 ) -> BudgetPlan:
-    """Drop the fewest oldest user+assistant pairs so the prompt plus `max_new_tokens` fits the context."""
+    """Drop the oldest user+assistant pairs so the prompt plus `max_new_tokens` fits the context.
+
+    With `trim_to` 1 the fewest pairs go. Below 1, trimming has hysteresis, so that a long conversation keeps
+    the same first turn (and an engine's cached prompt prefix stays valid) for several turns instead of losing
+    one pair, and the whole prefix, every turn: the conversation is replayed message by message, and whenever
+    it outgrows the context, pairs are dropped until the prompt fits within `trim_to` of the room; that cut
+    stays until the next overflow. The replay depends on the turns alone, so every request of a conversation
+    finds the cut a trimmer with memory would have kept.
+    """
     settings = {
         "meta_instruction": meta_instruction,
         "prefill": prefill,
@@ -82,7 +91,8 @@ def fit_to_context(
     count = _cached_counter(tokenizer)
     costs, overhead = _costs(lay(turns), len(turns), count)
     available = context_limit - max_new_tokens
-    for dropped in range(0, len(turns), 2):
+    first = _replayed_cut(costs, overhead, available, trim_to) if trim_to < 1 else 0
+    for dropped in range(first, len(turns), 2):
         kept = tuple(turns[dropped:])
         kept_costs, kept_overhead = _costs(lay(kept), len(kept), count)
         if kept_overhead + sum(cost.total for cost in kept_costs) > available:
@@ -97,6 +107,17 @@ def fit_to_context(
         reserved=max_new_tokens,
         limit=context_limit,
     )
+
+
+def _replayed_cut(costs: Sequence[TurnCost], overhead: int, available: int, trim_to: float) -> int:
+    """The pairs a trimmer with hysteresis has dropped by the last message (costs from the whole layout)."""
+    dropped = 0
+    for end in range(1, len(costs) + 1, 2):
+        if overhead + sum(cost.total for cost in costs[dropped:end]) <= available:
+            continue
+        while dropped + 2 < end and overhead + sum(c.total for c in costs[dropped:end]) > trim_to * available:
+            dropped += 2
+    return dropped
 
 
 def _costs(
