@@ -26,7 +26,7 @@ from ixc_app.engines.native.generate import (
     choose,
     choose_token,
     new_generator,
-    penalize,
+    penalize_,
     stream_text,
     top_k_candidates,
     warp,
@@ -41,12 +41,20 @@ GREEDY = GenerationParams(max_new_tokens=8, do_sample=False, repetition_penalty=
 NEG_INF = float("-inf")
 
 
-def test_repetition_penalty_divides_positive_and_multiplies_negative_seen_ids() -> None:
+def test_repetition_penalty_divides_positive_and_multiplies_negative_seen_ids_in_place() -> None:
     logits = torch.tensor([[2.0, -2.0, 1.0, 0.5], [2.0, -2.0, 1.0, 0.5]])
     seen = torch.tensor([[True, True, False, False], [False, False, True, False]])
-    out = penalize(logits, seen, torch.tensor([2.0, 4.0]))
-    assert out.tolist() == [[1.0, -4.0, 1.0, 0.5], [2.0, -2.0, 0.25, 0.5]]
-    assert logits[0].tolist() == [2.0, -2.0, 1.0, 0.5]
+    expected = [[1.0, -4.0, 1.0, 0.5], [2.0, -2.0, 0.25, 0.5]]
+    for sparse in (True, False):
+        scores = logits.clone()
+        assert penalize_(scores, seen, torch.tensor([2.0, 4.0]), sparse=sparse) is scores
+        assert scores.tolist() == expected
+    noisy = torch.randn(3, 1000, generator=torch.Generator().manual_seed(0))
+    bitmap = torch.rand(3, 1000, generator=torch.Generator().manual_seed(1)) < 0.1
+    dense, sparse = (
+        penalize_(noisy.clone(), bitmap, torch.tensor([1.005, 1.3, 3.0]), s) for s in (False, True)
+    )
+    assert torch.equal(dense, sparse)
     row = Row.start(GenerationParams(), [1, 1, 3], 4, torch.device("cpu"))
     assert row.seen.tolist() == [False, True, False, True]
 
@@ -100,11 +108,13 @@ def test_processing_order_is_penalty_temperature_top_k_top_p() -> None:
     # The penalty comes first: penalising token 0 makes token 1 the only one top-k 1 keeps.
     positive = torch.tensor([1.0, 0.9, -1.0, -2.0])
     penalised = GenerationParams(top_k=1, top_p=1.0, repetition_penalty=1.5)
-    scores = penalize(positive[None], torch.tensor([[True, False, False, False]]), torch.tensor([1.5]))[0]
+    scores = penalize_(
+        positive[None].clone(), torch.tensor([[True, False, False, False]]), torch.tensor([1.5])
+    )[0]
     assert torch.isfinite(warp(scores, penalised)).tolist() == [False, True, False, False]
     for seed in range(5):
         (row,) = rows_of(dataclasses.replace(penalised, seed=seed), seen=(0,))
-        assert choose(positive[None], [row]).tolist() == [1]
+        assert choose(positive[None].clone(), [row]).tolist() == [1]
 
 
 def test_greedy_applies_only_the_penalty() -> None:
@@ -113,8 +123,8 @@ def test_greedy_applies_only_the_penalty() -> None:
         GenerationParams(do_sample=False, temperature=0.5, top_k=1, top_p=0.1, repetition_penalty=2.0),
         GenerationParams(do_sample=True, temperature=0.0, top_k=1, top_p=0.1, repetition_penalty=2.0),
     ):
-        assert choose(logits, rows_of(params, seen=(0,), vocab=3)).tolist() == [1]
-        assert choose(logits, rows_of(params, vocab=3)).tolist() == [0]
+        assert choose(logits.clone(), rows_of(params, seen=(0,), vocab=3)).tolist() == [1]
+        assert choose(logits.clone(), rows_of(params, vocab=3)).tolist() == [0]
 
 
 def test_sampling_follows_the_generator_seed() -> None:

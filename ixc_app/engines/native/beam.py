@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ixc_app.engines.base import GenerationParams
-from ixc_app.engines.native.generate import is_greedy, penalize, top_k_candidates, warp
+from ixc_app.engines.native.generate import is_greedy, penalize_, top_k_candidates, warp
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class BeamSearch:
         logp = torch.log_softmax(logits.float(), dim=-1)
         if params.repetition_penalty != 1.0:
             penalty = torch.full((logp.shape[0],), params.repetition_penalty, device=logp.device)
-            logp = penalize(logp, seen, penalty)
+            penalize_(logp, seen, penalty)
         totals = logp + torch.tensor(self.scores, device=logp.device)[:, None]
         vocab, wanted = totals.shape[-1], max(2, 1 + len(self.stop_ids)) * n
         if is_greedy(params):
@@ -107,10 +107,11 @@ class BeamSearch:
 
     def _sample(self, totals: Tensor, wanted: int) -> tuple[Tensor, Tensor]:
         """HF's beam sampling: warp each beam's summed scores, draw continuations, best first."""
-        params, vocab = self.params, totals.shape[-1]
-        if 0 < params.top_k < vocab - 1:
-            kept, ids, _ = top_k_candidates(totals, [params] * totals.shape[0])
-            flat_ids = (ids + torch.arange(totals.shape[0], device=ids.device)[:, None] * vocab).flatten()
+        params, (rows, vocab) = self.params, totals.shape
+        candidates = top_k_candidates(totals, [params] * rows) if 0 < params.top_k < vocab - 1 else None
+        if candidates is not None and not bool(candidates[2].any()):
+            kept, ids, _ = candidates
+            flat_ids = (ids + torch.arange(rows, device=ids.device)[:, None] * vocab).flatten()
             warped = kept.flatten()
         else:
             warped = torch.stack([warp(row, params) for row in totals]).flatten()

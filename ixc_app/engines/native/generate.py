@@ -68,11 +68,21 @@ class Row:
         return cls(params, seen, new_generator(params.seed, device))
 
 
-def penalize(logits: Tensor, seen: Tensor, penalty: Tensor) -> Tensor:
-    """HF's repetition penalty on [rows, vocab]: seen ids' positive scores divided, negative ones
-    multiplied."""
-    penalty = penalty[:, None]
-    return torch.where(seen, torch.where(logits < 0, logits * penalty, logits / penalty), logits)
+def penalize_(scores: Tensor, seen: Tensor, penalty: Tensor, sparse: bool | None = None) -> Tensor:
+    """HF's repetition penalty on [rows, vocab] scores, in place: the seen ids' positive scores are divided
+    by the row's penalty, negative ones multiplied.
+
+    On a GPU the whole rows are rewritten (no host sync); on the CPU (`sparse`), where a sync is free and
+    every pass over the vocabulary costs, only the seen entries are touched. The values are the same.
+    """
+    sparse = scores.device.type != "cuda" if sparse is None else sparse
+    if sparse:
+        rows, ids = seen.nonzero(as_tuple=True)
+        values, factor = scores[rows, ids], penalty[rows]
+        scores[rows, ids] = torch.where(values < 0, values * factor, values / factor)
+        return scores
+    factor = penalty[:, None]
+    return scores.copy_(torch.where(seen, torch.where(scores < 0, scores * factor, scores / factor), scores))
 
 
 def apply_top_k(logits: Tensor, top_k: int) -> Tensor:
@@ -113,14 +123,17 @@ def choose_token(scores: Tensor, params: GenerationParams, generator: torch.Gene
 def top_k_candidates(scores: Tensor, params: Sequence[GenerationParams]) -> tuple[Tensor, Tensor, Tensor]:
     """Temperature, top-k and top-p of penalised [rows, vocab] scores, on each row's top-k candidates only.
 
-    Returns the candidates' scores [rows, K] (dropped ones -inf, in decreasing order of the warped scores),
-    their ids [rows, K], and which rows cut a tie with their k-th candidate (HF would keep it).
+    Returns the candidates' scores [rows, K] (dropped ones -inf, in decreasing order), their ids [rows, K],
+    and which rows cut a tie with their k-th candidate (HF would keep the tied tokens). Dividing by a positive
+    temperature keeps the order, so it is applied to the candidates alone; a tie it creates at the k-th
+    candidate is caught the same way.
     """
     device = scores.device
     temperature = torch.tensor([p.temperature for p in params], device=device)
     top_k = torch.tensor([p.top_k for p in params], device=device)
     floor = torch.tensor([1.0 - p.top_p for p in params], device=device)
-    values, ids = (scores / temperature[:, None]).topk(max(p.top_k for p in params) + 1, dim=-1)
+    values, ids = scores.topk(max(p.top_k for p in params) + 1, dim=-1)
+    values = values / temperature[:, None]
     kth = values.gather(1, top_k[:, None] - 1)
     tied = values.gather(1, top_k[:, None]).squeeze(1) == kth.squeeze(1)
     kept = values.masked_fill(torch.arange(values.shape[1], device=device) >= top_k[:, None], NEG_INF)
@@ -130,23 +143,32 @@ def top_k_candidates(scores: Tensor, params: Sequence[GenerationParams]) -> tupl
     return ascending.masked_fill(drop, NEG_INF).flip(-1), ids, tied
 
 
+def rows_of(scores: Tensor, index: list[int]) -> Tensor:
+    """The rows `index` of `scores`, without a copy when that is all of them."""
+    if index == list(range(scores.shape[0])):
+        return scores
+    return scores[torch.tensor(index, device=scores.device)]
+
+
 def choose(logits: Tensor, rows: Sequence[Row]) -> Tensor:
-    """The next token of every row ([rows, vocab] logits in, [rows] ids out, on the device)."""
+    """The next token of every row ([rows, vocab] float32 logits in, penalised in place; [rows] ids out, on
+    the device)."""
     scores = logits.float()
     if any(r.params.repetition_penalty != 1.0 for r in rows):
         penalty = torch.tensor([r.params.repetition_penalty for r in rows], device=scores.device)
-        scores = penalize(scores, torch.stack([r.seen for r in rows]), penalty)
-    tokens = scores.argmax(dim=-1)
-    sampled = [i for i, r in enumerate(rows) if not is_greedy(r.params)]
+        penalize_(scores, torch.stack([r.seen for r in rows]), penalty)
+    tokens = torch.zeros(len(rows), dtype=torch.long, device=scores.device)
     vocab = scores.shape[-1]
-    fast = [i for i in sampled if 0 < rows[i].params.top_k < vocab - 1]
-    exact = [i for i in sampled if i not in fast]
+    greedy = [i for i, r in enumerate(rows) if is_greedy(r.params)]
+    fast = [i for i, r in enumerate(rows) if i not in greedy and 0 < r.params.top_k < vocab - 1]
+    exact = [i for i in range(len(rows)) if i not in greedy and i not in fast]
+    if greedy:
+        tokens[greedy] = rows_of(scores, greedy).argmax(dim=-1)
     if fast:
-        index = torch.tensor(fast, device=scores.device)
-        kept, ids, tied = top_k_candidates(scores[index], [rows[i].params for i in fast])
+        kept, ids, tied = top_k_candidates(rows_of(scores, fast), [rows[i].params for i in fast])
         probs = kept.softmax(dim=-1)
         picks = [torch.multinomial(probs[j], 1, generator=rows[i].generator) for j, i in enumerate(fast)]
-        tokens[index] = ids.gather(1, torch.stack(picks)).squeeze(1)
+        tokens[fast] = ids.gather(1, torch.stack(picks)).squeeze(1)
         if bool(tied.any()):
             exact += [i for i, cut in zip(fast, tied.tolist(), strict=True) if cut]
     for i in exact:
