@@ -9,8 +9,8 @@ projector) in bf16 on the device, then prints:
   sync), over caches of `--context` positions;
 - the ratio of the batch-1 decode step to its memory-bandwidth floor: the bytes of the weights a text token
   reads divided by the device's measured copy bandwidth (1.0 would be perfect).
-It should take well under 5 minutes on one modern GPU. `--tiny` runs the same measurements on the CPU with
-the tiny checkpoint's sizes, so CI keeps the script alive.
+It should take well under 5 minutes on one modern GPU. `--tiny` (what runs where no GPU is visible) makes
+the same measurements on the CPU with the tiny checkpoint's sizes, so CI keeps the script alive.
 Run: .venv/bin/python benchmarks/bench_gpu.py [--tiny] [--compile] [--steps N] [--context N] [--prefill N]
      [--crops N]
 """
@@ -168,7 +168,8 @@ def main() -> None:
     parser.add_argument("--crops", type=int, default=24, help="crops of the encoded image (24: a 4x6 grid)")
     args = parser.parse_args()
     if not args.tiny and not torch.cuda.is_available():
-        parser.error("no CUDA GPU is visible; pass --tiny to run the tiny sizes on the CPU")
+        print("no CUDA GPU is visible: running the tiny sizes on the CPU (--tiny); these are not GPU figures")
+        args.tiny = True
     device = torch.device("cpu" if args.tiny else "cuda")
     config, dtype = (TINY, torch.float32) if args.tiny else (FULL, torch.bfloat16)
     steps = args.steps or (16 if args.tiny else 64)

@@ -172,7 +172,7 @@ def composer(engine: NativeEngine) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=48)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
