@@ -164,7 +164,7 @@ def test_a_tie_cut_at_the_kth_candidate_goes_the_whole_vocabulary_way() -> None:
     assert top_k_candidates(scores, [params])[2].tolist() == [True]
     # HF keeps every token tied with the 2nd: 0, 1, 2 and 3 are drawn, nothing else.
     rows = rows_of(*[dataclasses.replace(params, seed=seed) for seed in range(60)], vocab=8)
-    drawn = set(choose(scores.expand(60, -1), rows).tolist())
+    drawn = set(choose(scores.repeat(60, 1), rows).tolist())
     assert drawn == {0, 1, 2, 3}
 
 
