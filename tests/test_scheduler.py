@@ -81,17 +81,20 @@ def consume(
 
 
 def test_batched_decoding_gives_each_request_its_tokens_alone(
-    model: NativeModel, image: ImageRef, monkeypatch: pytest.MonkeyPatch
+    model: NativeModel, image: ImageRef, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Greedy requests of different lengths, with and without an image, in one batch; one joins while the
+    """Greedy requests of different lengths, with no, one or two images, in one batch; one joins while the
     others decode and one is cancelled mid-batch."""
+    path = tmp_path / "other.png"
+    Image.fromarray(np.random.default_rng(6).integers(0, 256, (200, 500, 3), dtype=np.uint8)).save(path)
+    other = ImageRef(key="scheduler-other", path=str(path), width=500, height=200)
     requests = [
         Request(turns=(Turn("user", "Write a poem about the sea."),), params=GREEDY),
         Request(
             turns=(Turn("user", "Describe this.", (image,)),),
             params=dataclasses.replace(GREEDY, max_new_tokens=30),
         ),
-        Request(turns=(Turn("user", "List three colours of the rainbow, please, in order."),), params=GREEDY),
+        Request(turns=(Turn("user", "Compare them.", (image, other)),), params=GREEDY),
         Request(turns=(Turn("user", "Tell me a long story about a fox."),), params=GREEDY, mode="write"),
     ]
     joiner = Request(
@@ -133,8 +136,8 @@ def test_batched_decoding_gives_each_request_its_tokens_alone(
     sizes = recorder.batch_sizes
     assert max(sizes) >= 4, f"the requests never decoded together: {sizes}"
     prefills = [i for i, (kind, _) in enumerate(recorder.passes) if kind == "prefill"]
-    assert len(prefills) == 5
-    assert ("decode", 1) not in recorder.passes[prefills[4] - 1 : prefills[4] + 2], "the joiner waited"
+    assert len(prefills) == 6  # the two-image prompt takes two chunks
+    assert ("decode", 1) not in recorder.passes[prefills[-1] - 1 : prefills[-1] + 2], "the joiner waited"
 
 
 def test_stop_during_a_long_prefill_returns_within_one_chunk(model: NativeModel) -> None:
