@@ -3,15 +3,15 @@
 1. Aggregate decode throughput: the same 8 requests one at a time, then all 8 at once (batched decoding).
    Target: 8 at once at least 3x the tokens per second of one at a time. Greedy and with the reference
    chat() sampling (top_p 0.8, top_k 50, repetition penalty 1.005), each with a fixed answer length.
-2. Time to first token of a new request while 7 others decode, against the same request on an idle engine:
-   its prefill is interleaved chunk by chunk with their decode steps.
+2. Time to first token of a new request while 7 others decode, against a request of the same size on an idle
+   engine (neither shares a prefix with anything cached): its prefill is interleaved with their decode steps.
 3. Composer-like calls sharing an article: one instruction with a ~2000-token article in write mode, then
    calls that each ask something else about it (the composer's caption and selection steps, with an
    assistant prefill and a stop string); printed: prompt tokens, cached tokens and TTFT per call.
 
 The machine may be shared, so parts 1 and 2 run `--runs` times and print the best figures (contention only
-ever adds time).
-Run: .venv/bin/python benchmarks/bench_scheduler.py [--runs N] [--tokens N]
+ever adds time). `--threads` sets torch's intra-op threads (on a small shared machine, 1 is steadier).
+Run: .venv/bin/python benchmarks/bench_scheduler.py [--runs N] [--tokens N] [--threads N]
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -124,7 +126,7 @@ def newcomer_ttft(engine: NativeEngine, runs: int) -> None:
     article = " ".join(f"word{i % 97}" for i in range(600))
     idle, busy = [], []
     for run in range(runs):
-        alone = Request(turns=(Turn("user", f"{article} {run}\nSummarise this."),), params=GREEDY)
+        alone = Request(turns=(Turn("user", f"Idle {run}: {article}\nSummarise this."),), params=GREEDY)
         idle.append(last(list(engine.stream(alone))).time_to_first_token_s)
         barrier, stop = threading.Barrier(8), threading.Event()
         long_answer = GenerationParams(do_sample=False, max_new_tokens=2000)
@@ -135,7 +137,7 @@ def newcomer_ttft(engine: NativeEngine, runs: int) -> None:
         for thread in threads:
             thread.start()
         arrive(barrier)
-        newcomer = Request(turns=(Turn("user", f"{article} busy {run}\nSummarise this."),), params=GREEDY)
+        newcomer = Request(turns=(Turn("user", f"Busy {run}: {article}\nSummarise this."),), params=GREEDY)
         finished = last(list(engine.stream(newcomer)))
         busy.append(finished.time_to_first_token_s)
         stop.set()
@@ -174,7 +176,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=48)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = REAL_TOKENIZER if REAL_TOKENIZER.is_file() else None
         checkpoint = write_tiny_checkpoint(Path(tmp) / "tiny", tokenizer)
@@ -187,7 +191,7 @@ def main() -> None:
             prefill_chunk=1024,
         )
         kind = "real" if tokenizer else "small trained"
-        print(f"tiny checkpoint, CPU, {kind} tokenizer, best of {args.runs} runs\n")
+        print(f"tiny checkpoint, CPU ({args.threads} threads), {kind} tokenizer, best of {args.runs} runs\n")
         throughput(engine, args.runs, args.tokens)
         newcomer_ttft(engine, args.runs)
         composer(engine)
