@@ -390,3 +390,21 @@ def test_what_a_closed_stream_computed_is_kept_and_still_exact(
     answer, finished = ask(engine, first_turn)
     assert finished.cached_tokens == finished.prompt_tokens - 1
     assert answer == ask(native_engine(model), first_turn)[0]
+
+
+def test_a_follow_up_reads_only_the_images_its_cached_prefix_does_not_hold(
+    model: NativeModel, images: list[ImageRef]
+) -> None:
+    """Neither the feature cache (off here) nor the files are needed for image positions already cached."""
+    read: list[str] = []
+
+    def counting_reader(path: str) -> Image.Image:
+        read.append(Path(path).name)
+        return load_rgb(path)
+
+    engine = native_engine(model, feature_cache_bytes=0, read_image=counting_reader)
+    answer, _ = ask(engine, conversation(images, "")[:1])
+    assert sorted(read) == ["noise0.png", "noise1.png"]
+    _, follow_up = ask(engine, conversation(images, answer))
+    assert follow_up.cached_tokens > 2 * 841
+    assert read[2:] == ["noise2.png"]

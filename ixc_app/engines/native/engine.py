@@ -39,7 +39,7 @@ from ixc_app.engines.native.model import NativeModel
 from ixc_app.engines.native.pixels import image_pixels
 from ixc_app.engines.native.prefix_cache import FeatureCache, PrefixCache, image_key, position_keys
 from ixc_app.engines.native.scheduler import SHUT_DOWN, Scheduler
-from ixc_app.ixc.prompt import Prompt
+from ixc_app.ixc.prompt import Prompt, TextSegment
 from ixc_app.ixc.template import build_prompt
 from ixc_app.ixc.tokenizer import IncrementalDecoder, Tokenizer
 
@@ -152,13 +152,14 @@ class NativeEngine:
         if self._closed:
             raise EngineUnavailable(SHUT_DOWN)
         prompt = self._prompt(request)
+        keys = position_keys(prompt)
         job = Job(
             prompt=prompt,
-            keys=position_keys(prompt),
+            keys=keys,
             mode=request.mode,
             params=request.params,
             prefill_ids=tuple(self.tokenizer.encode(request.prefill, bos=False)) if request.prefill else (),
-            pixels=self._pixels(prompt),
+            pixels=self._pixels(prompt, self.prefix.cached(request.mode, keys, prompt.num_tokens - 1)),
             cancel=cancel,
         )
         self.scheduler.submit(job)
@@ -206,14 +207,20 @@ class NativeEngine:
             )
         return prompt
 
-    def _pixels(self, prompt: Prompt) -> dict[tuple[str, int], torch.Tensor]:
-        """Pixels of the prompt's images not in the feature cache, read here so the model never waits on
-        image decoding (a bad file is a `BadRequest` before anything is queued)."""
-        return {
-            image_key(segment): image_pixels(segment, self.read_image)
-            for segment in prompt.images
-            if segment not in self.features
-        }
+    def _pixels(self, prompt: Prompt, cached: int) -> dict[tuple[str, int], torch.Tensor]:
+        """Pixels of the images the prefill will need (not in the prefix cache's first `cached` positions,
+        nor in the feature cache), read here so the model never waits on image decoding; a bad file is a
+        `BadRequest` before anything is queued. Should the caches drop them meanwhile, the scheduler reads
+        the files itself."""
+        pixels, position = {}, 0
+        for segment in prompt.segments:
+            if isinstance(segment, TextSegment):
+                position += len(segment.token_ids)
+                continue
+            position += segment.num_tokens
+            if position > cached and segment not in self.features:
+                pixels[image_key(segment)] = image_pixels(segment, self.read_image)
+        return pixels
 
     def _tokens(self, job: Job, progress: _Progress) -> TokenStream:
         """The job's tokens as they come; closing this generator ends the job."""

@@ -100,35 +100,48 @@ class PrefixCache:
             self._lru.clear()
             self._used = 0
 
+    def cached(self, mode: str, keys: list[Hashable], limit: int) -> int:
+        """How many leading positions of `keys` (at most `limit`) `load` would copy now."""
+        with self._lock:
+            return sum(size for _, size in self._match(mode, keys, limit))
+
     def load(self, mode: str, keys: list[Hashable], limit: int, cache: KVCache) -> int:
         """Copy the longest cached prefix of `keys` (at most `limit` positions) into the empty `cache`.
 
         Returns how many positions it holds now.
         """
+        loaded = 0
         with self._lock:
-            node, path, loaded = self._roots.get((self.generation, mode)), [], 0
-            while node is not None and loaded < limit:
-                block = keys[loaded : loaded + BLOCK]
-                child = node.children.get(tuple(block))
-                size = len(block)
-                if child is None:
-                    child, size = max(
-                        ((c, common_start(c.keys, block)) for c in node.children.values()),
-                        key=lambda pair: pair[1],
-                        default=(None, 0),
-                    )
-                if child is None or size == 0:
-                    break
-                size = min(size, limit - loaded)
-                assert child.kv is not None
-                cache.data[:, :, :, loaded : loaded + size] = child.kv[:, :, :, :size]
-                path.append(child)
+            matched = self._match(mode, keys, limit)
+            for node, size in matched:
+                assert node.kv is not None
+                cache.data[:, :, :, loaded : loaded + size] = node.kv[:, :, :, :size]
                 loaded += size
-                node = child if size == len(child.keys) == BLOCK else None
-            self._touch(path)
+            self._touch([node for node, _ in matched])
             self.hits += loaded > 0
         cache.length = loaded
         return loaded
+
+    def _match(self, mode: str, keys: list[Hashable], limit: int) -> list[tuple[Node, int]]:
+        """The blocks holding the longest cached prefix of `keys`, each with how many positions it gives."""
+        node, matched, length = self._roots.get((self.generation, mode)), [], 0
+        while node is not None and length < limit:
+            block = keys[length : length + BLOCK]
+            child = node.children.get(tuple(block))
+            size = len(block)
+            if child is None:
+                child, size = max(
+                    ((c, common_start(c.keys, block)) for c in node.children.values()),
+                    key=lambda pair: pair[1],
+                    default=(None, 0),
+                )
+            if child is None or size == 0:
+                break
+            size = min(size, limit - length)
+            matched.append((child, size))
+            length += size
+            node = child if size == len(child.keys) == BLOCK else None
+        return matched
 
     def insert(
         self, generation: int, mode: str, keys: list[Hashable], cache: KVCache, limit_bytes: int
