@@ -27,7 +27,7 @@ import torch
 from ixc_app.engines.base import EngineError, EngineUnavailable, FinishReason, ImageReader
 from ixc_app.engines.native import generate
 from ixc_app.engines.native.beam import BeamSearch
-from ixc_app.engines.native.generate import Row
+from ixc_app.engines.native.generate import Row, rows_of
 from ixc_app.engines.native.jobs import Done, Failed, Job, Started, Tokens
 from ixc_app.engines.native.model import NativeModel, task_rows
 from ixc_app.engines.native.pixels import image_pixels
@@ -232,8 +232,7 @@ class Scheduler:
                 self._beam_step(job, logits[offset : offset + job.width])
             offset += job.width
         if plain:
-            index = torch.tensor(plain_rows, device=logits.device)
-            chosen = generate.choose(logits[index], [job.rows[0] for job in plain]).tolist()
+            chosen = generate.choose(rows_of(logits, plain_rows), [job.rows[0] for job in plain]).tolist()
             for job, token in zip(plain, chosen, strict=True):
                 self._emit(job, token)
 
