@@ -259,14 +259,7 @@ OPTIONS: tuple[Option, ...] = (
         "SIZE",
     ),
     Option("--max-batch", "max_batch", positive_int, "answers decoded together", str(_S.max_batch), "N"),
-    Option(
-        "--prefill-chunk",
-        "prefill_chunk",
-        positive_int,
-        "prompt positions per prefill pass",
-        str(_S.prefill_chunk),
-        "N",
-    ),
+    Option("--prefill-chunk", "prefill_chunk", positive_int, "positions per prefill pass", "1024", "N"),
     Option("--compile", "compile", boolean, "torch.compile decoding (CUDA only)", "off", is_flag=True),
     Option(
         "--strict",
