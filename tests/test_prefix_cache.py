@@ -17,6 +17,7 @@ import pytest
 import torch
 from conftest import native_engine
 from PIL import Image
+from prompt_prefix import prompt_prefix_len
 
 from ixc_app.engines.base import Delta, Finished, GenerationParams, Request
 from ixc_app.engines.native import NativeModel, generate
@@ -26,7 +27,7 @@ from ixc_app.engines.native.pixels import image_pixels
 from ixc_app.engines.native.prefix_cache import BLOCK, FeatureCache, PrefixCache, position_keys
 from ixc_app.engines.native.tiny import write_tiny_checkpoint
 from ixc_app.ixc.prompt import ImageRef, ImageSegment, Prompt, Turn
-from ixc_app.ixc.template import CHAT_META, build_prompt, prompt_prefix_len
+from ixc_app.ixc.template import CHAT_META, build_prompt
 from ixc_app.ixc.tokenizer import Tokenizer
 from ixc_app.media import load_rgb
 

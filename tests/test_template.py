@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from prompt_prefix import prompt_prefix_len
 
 from ixc_app.ixc.prompt import ImageRef, ImageSegment, Prompt, TextSegment, Turn
-from ixc_app.ixc.template import CHAT_META, WRITE_META, build_prompt, meta_for, prompt_prefix_len
+from ixc_app.ixc.template import CHAT_META, WRITE_META, build_prompt, meta_for
 from ixc_app.ixc.tokenizer import Tokenizer
 
 S, E = "[UNUSED_TOKEN_146]", "[UNUSED_TOKEN_145]"  # turn start and end, spelled out for readability

@@ -75,20 +75,3 @@ class Prompt:
     @property
     def images(self) -> tuple[ImageSegment, ...]:
         return tuple(s for s in self.segments if isinstance(s, ImageSegment))
-
-    def suffix(self, start: int) -> list[tuple[Segment, int]]:
-        """The segments holding positions `start` onwards, each with the offset of its first needed position.
-
-        A reused KV cache ends at `start`; it may end inside a text segment but never inside an image.
-        """
-        parts: list[tuple[Segment, int]] = []
-        position = 0
-        for segment in self.segments:
-            size = len(segment.token_ids) if isinstance(segment, TextSegment) else segment.num_tokens
-            if position + size > start:
-                offset = max(0, start - position)
-                if offset and isinstance(segment, ImageSegment):
-                    raise ValueError(f"position {start} falls inside an image; a cache never stops there")
-                parts.append((segment, offset))
-            position += size
-        return parts

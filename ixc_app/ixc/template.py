@@ -148,26 +148,6 @@ def _segments(parts: Sequence[str | ImageSegment], tokenizer: Tokenizer) -> tupl
     return tuple(segments)
 
 
-def prompt_prefix_len(a: Prompt, b: Prompt) -> int:
-    """How many leading embedding positions `a` and `b` share, so a KV cache built for one serves the other.
-
-    Equal leading segments count whole; in the first text segments that differ, their common leading ids
-    count.
-    """
-    shared = 0
-    for left, right in zip(a.segments, b.segments, strict=False):
-        if left == right:
-            shared += len(left.token_ids) if isinstance(left, TextSegment) else left.num_tokens
-            continue
-        if isinstance(left, TextSegment) and isinstance(right, TextSegment):
-            for x, y in zip(left.token_ids, right.token_ids, strict=False):
-                if x != y:
-                    break
-                shared += 1
-        break
-    return shared
-
-
 def _check_roles(turns: Sequence[Turn]) -> None:
     if not turns or turns[-1].role != "user":
         raise ValueError("A conversation must end with the user's message to be answered.")
