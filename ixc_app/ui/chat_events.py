@@ -1,6 +1,6 @@
 """The chat tab's event graph, in the manner of Gradio's own `ChatInterface._setup_events`.
 
-Sending is three steps: `validate` (no queue: text length, file counts), `ingest` (queued in the media
+Sending is three steps: `validate` (instant: text length, file counts), `ingest` (queued in the media
 group, with progress while a video is decoded: content sniffing, pixel and duration limits, the context
 budget), then `answer` (queued in the one engine group, sized from the engine's capability). Every limit
 is therefore checked before a request waits for the engine. Retry, edit and the examples feed the same
@@ -8,8 +8,9 @@ is therefore checked before a request waits for the engine. Retry, edit and the 
 engine; `ingest` is not a generator Gradio could stop, so Stop leaves it to finish (it saves the message or
 refuses it) rather than strand a message with no answer. Leaving the conversation (new, switch, delete,
 clear) cancels both. `/chat` does its checks, decoding and answer in a group of its own, so it never holds an
-engine slot while it decodes a video; the engine runner bounds the answers themselves. Cheap UI events skip
-the queue, and every internal event is private, so the only public API is `/chat`.
+engine slot while it decodes a video; the engine runner bounds the answers themselves. Cheap UI events are
+queued too, with no concurrency limit (see `ui.errors.INSTANT`): Gradio's page shows the error or notice of
+a queued event only. Every internal event is private, so the only public API is `/chat`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from gradio.events import Dependency
 
 from ixc_app.ui.api import API_DESCRIPTION, ChatApi
 from ixc_app.ui.chat_handlers import ChatHandlers
+from ixc_app.ui.errors import INSTANT
 from ixc_app.ui.layout import ChatView
 
 ENGINE_GROUP = "engine"
@@ -41,7 +43,7 @@ def wire_chat(
         view.title,
         *settings,
     ]
-    quick: dict[str, Any] = {"queue": False, "api_visibility": PRIVATE, "show_progress": "hidden"}
+    quick: dict[str, Any] = {**INSTANT, "api_visibility": PRIVATE, "show_progress": "hidden"}
     engine: dict[str, Any] = {
         "concurrency_id": ENGINE_GROUP,
         "concurrency_limit": engine_concurrency,
@@ -90,7 +92,7 @@ def wire_chat(
             view.chatbot.edit(handlers.edit, [view.browser], [view.textbox, view.chatbot], **quick)
         )
     )
-    view.textbox.stop(None, None, None, cancels=answers, **quick)
+    view.textbox.stop(None, None, None, cancels=answers, queue=False, api_visibility=PRIVATE)
     running = [*(ingested for ingested, _ in sent), *answers]
 
     view.chatbot.undo(handlers.undo, [view.browser], [view.chatbot, view.textbox], **quick)

@@ -1,0 +1,89 @@
+"""The chat's own behaviour in a real browser: what a user sees when something is refused, editing messages
+with media, pasted text and text files, maths, image labels, deleting, and answer versions.
+
+Playwright drives Debian's Chromium against the app on the tiny checkpoint (the harness of test_browser.py);
+screenshots go to `test-artifacts/` (kept by CI).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from app_harness import RunningApp, write_png
+from test_browser import attach, browser, open_app, send, set_max_new_tokens, shot  # noqa: F401 (the fixture)
+
+from ixc_app.ui.chat_handlers import ChatHandlers
+
+
+def toast(page: Any, sentence: str) -> None:
+    """The sentence shows on the page (Gradio's toast), not only in the server log."""
+    page.locator(".toast-body").get_by_text(sentence).first.wait_for(timeout=15_000)
+
+
+def new_page(chromium: Any, app: RunningApp) -> Any:
+    page = chromium.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    open_app(page, app.url)
+    return page
+
+
+def test_every_chat_event_that_runs_a_handler_is_queued(app: RunningApp) -> None:
+    """Gradio's page shows only a queued event's error, warning or notice (`ui.errors.INSTANT`)."""
+    unqueued = [
+        fn.name
+        for fn in app.demo.fns.values()
+        if isinstance(getattr(fn.fn, "__self__", None), ChatHandlers) and not fn.queue
+    ]
+    assert unqueued == []
+
+
+@pytest.mark.browser
+def test_every_instant_rejection_is_shown_on_the_page(
+    app: RunningApp,
+    browser: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    page = new_page(browser, app)
+    composer = page.locator("#composer textarea")
+
+    composer.press("Enter")
+    toast(page, "The message is empty; type a question or attach an image or a video.")
+
+    composer.fill("x" * 30_000)
+    composer.press("Enter")
+    toast(page, "The message is 30,000 characters long, over the limit of 20,000")
+    shot(page, "rejection-long-message", full_page=False)
+
+    files = [write_png(tmp_path / f"p{i}.png", (20 * i, 90, 200)) for i in range(9)]
+    attach(page, files)
+    composer.fill("Nine pictures")
+    composer.press("Enter")
+    toast(page, "9 files are attached but a message may carry at most 8")
+    page.locator("#composer .thumbnail-item button").first.wait_for()
+    for _ in files:
+        page.locator("#composer .thumbnail-item button").first.click()
+
+    set_max_new_tokens(page, 4)
+    send(page, "A question to rename")
+    page.get_by_text("Rename or delete").click()
+    title = page.locator("#conversation-title textarea, #conversation-title input").first
+    title.fill("   ")
+    page.get_by_role("button", name="Rename", exact=True).click()
+    toast(page, "A conversation needs a name; type at least one character.")
+    shot(page, "rejection-blank-rename", full_page=False)
+
+    # The same browser in a second tab deletes the conversation; acting on it here says so.
+    other = page.context.new_page()
+    open_app(other, app.url)
+    other.get_by_text("Rename or delete").click()
+    other.get_by_role("button", name="Delete", exact=True).click()
+    confirm = other.get_by_role("button", name="Delete for good", exact=True)
+    if confirm.count():
+        confirm.click()
+    toast(other, "The conversation was deleted.")
+    title.fill("A new name")
+    page.get_by_role("button", name="Rename", exact=True).click()
+    toast(page, "This conversation was not found; it may have been deleted.")
+    shot(page, "rejection-deleted-elsewhere", full_page=False)
+    page.context.close()
