@@ -11,8 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from app_harness import RunningApp, write_png
-from test_browser import attach, browser, open_app, send, set_max_new_tokens, shot  # noqa: F401 (the fixture)
+from app_harness import RunningApp, write_mp4, write_png
+from test_browser import (  # noqa: F401 (the fixture)
+    attach,
+    browser,
+    composer_ready,
+    loaded,
+    open_app,
+    send,
+    set_max_new_tokens,
+    shot,
+    user_texts,
+    wait_until,
+)
 
 from ixc_app.ui.chat_handlers import ChatHandlers
 
@@ -20,6 +31,15 @@ from ixc_app.ui.chat_handlers import ChatHandlers
 def toast(page: Any, sentence: str) -> None:
     """The sentence shows on the page (Gradio's toast), not only in the server log."""
     page.locator(".toast-body").get_by_text(sentence).first.wait_for(timeout=15_000)
+
+
+EDITED = "Describe the picture\nand the clip"
+
+
+def media_shown(page: Any) -> tuple[int, int]:
+    """(images, videos) in the user's messages."""
+    user = page.locator("#chatbot [data-testid=user]")
+    return user.locator("img").count(), user.locator("video").count()
 
 
 def new_page(chromium: Any, app: RunningApp) -> Any:
@@ -86,4 +106,39 @@ def test_every_instant_rejection_is_shown_on_the_page(
     page.get_by_role("button", name="Rename", exact=True).click()
     toast(page, "This conversation was not found; it may have been deleted.")
     shot(page, "rejection-deleted-elsewhere", full_page=False)
+    page.context.close()
+
+
+@pytest.mark.browser
+def test_a_message_with_an_image_and_a_video_can_be_edited(
+    app: RunningApp,
+    browser: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    page = new_page(browser, app)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    set_max_new_tokens(page, 4)
+    attach(page, [write_png(tmp_path / "red.png", (200, 40, 40)), write_mp4(tmp_path / "clip.mp4")])
+    send(page, "Describe them")
+    page.get_by_test_id("user").get_by_text("Describe them").hover()
+    page.locator("#chatbot").get_by_role("button", name="Edit").click()
+
+    # The edit box spans the chat; Shift+Enter is a new line and Enter submits.
+    box = page.locator("#chatbot textarea.edit-textarea")
+    share = box.bounding_box()["width"] / page.locator("#chatbot").bounding_box()["width"]
+    box.fill("Describe the picture")
+    box.press("Shift+Enter")
+    box.type("and the clip")
+    shot(page, "edit-with-media", full_page=False)
+    box.press("Enter")
+    wait_until(lambda: user_texts(page)[-1:] == [EDITED], "the edited text is shown")
+    wait_until(lambda: composer_ready(page) and page.get_by_test_id("bot").count() == 1, "it is answered")
+    wait_until(lambda: media_shown(page) == (1, 1), "the picture and the clip are still shown")
+    assert errors == []
+    assert share > 0.8
+    page.reload()
+    loaded(page)
+    wait_until(lambda: user_texts(page)[-1:] == [EDITED], "the edit was saved")
+    wait_until(lambda: media_shown(page) == (1, 1), "the picture and the clip are back")
     page.context.close()

@@ -31,6 +31,24 @@ MEDIA_CONCURRENCY = 2
 API_GROUP = "api"
 PRIVATE = "private"
 
+EDIT_KEYS_JS = """
+() => {
+  document.addEventListener("keydown", (event) => {
+    const box = event.target;
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing) return;
+    if (!box.matches || !box.matches("#chatbot textarea.edit-textarea")) return;
+    let next = box.closest(".message-row");
+    while (next && !next.matches(".message-buttons")) next = next.nextElementSibling;
+    const submit = next && next.querySelector("button");
+    if (!submit) return;
+    event.preventDefault();
+    submit.click();
+  }, true);
+}
+"""
+"""Enter in the Chatbot's edit box submits the edit (its first button), Shift+Enter makes a new line, as in
+the composer; Gradio's edit box has no keys of its own."""
+
 
 def wire_chat(
     demo: gr.Blocks, view: ChatView, handlers: ChatHandlers, api: ChatApi, engine_concurrency: int
@@ -75,6 +93,7 @@ def wire_chat(
         return ingested, answer_then_settle(ingested)
 
     demo.load(handlers.load, [view.browser], view_outputs, **quick)
+    demo.load(None, js=EDIT_KEYS_JS)
 
     from_example = view.chatbot.example_select(handlers.example, None, [view.textbox], **quick)
     sent = [

@@ -212,6 +212,9 @@ def chat_tab(settings: Settings, defaults: ChatSettings, examples: list[Example]
                 show_label=False,
                 height="68vh",
                 editable="user",
+                # Each part of a message (an image, a video, the text) in a bubble of its own: Gradio's edit
+                # box edits every part of a bubble as text, and fails on a bubble that holds media.
+                group_consecutive_messages=False,
                 buttons=["copy", "copy_all"],
                 latex_delimiters=LATEX_DELIMITERS,
                 placeholder="**Attach images or a video and ask about them.** Or start from an example:",

@@ -30,5 +30,11 @@ CSS = """
 .conversation-list label span { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .chat-column { min-width: 0; }
 #chatbot button[aria-label="Share"] { display: none; }
+#chatbot .message-row:has(.edit-textarea) { align-self: stretch; width: auto; max-width: none; }
+#chatbot .message-row:has(.edit-textarea) .flex-wrap,
+#chatbot .message-row:has(.edit-textarea) .flex-wrap > div, #chatbot .message:has(> .edit-textarea) {
+  width: 100%; max-width: 100%;
+}
+#chatbot .edit-textarea { width: 100% !important; min-height: 4.5em !important; resize: vertical; }
 .hint, .hint p { color: var(--body-text-color-subdued) !important; font-size: var(--text-sm); margin: 0; }
 """
