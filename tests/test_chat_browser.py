@@ -142,3 +142,48 @@ def test_a_message_with_an_image_and_a_video_can_be_edited(
     wait_until(lambda: user_texts(page)[-1:] == [EDITED], "the edit was saved")
     wait_until(lambda: media_shown(page) == (1, 1), "the picture and the clip are back")
     page.context.close()
+
+
+def paste(page: Any, text: str) -> None:
+    """Paste as the browser does: Gradio's composer turns text over its plain-text length into a file."""
+    page.locator("#composer textarea").evaluate(
+        """(box, text) => {
+          const data = new DataTransfer();
+          data.setData("text/plain", text);
+          const options = {clipboardData: data, bubbles: true, cancelable: true};
+          box.dispatchEvent(new ClipboardEvent("paste", options));
+        }""",
+        text,
+    )
+
+
+@pytest.mark.browser
+def test_pasted_text_and_text_files_become_text_of_the_message(
+    app: RunningApp,
+    browser: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    page = new_page(browser, app)
+    set_max_new_tokens(page, 4)
+    composer = page.locator("#composer textarea")
+
+    # Over the text limit, a paste becomes an attachment; sending it says why it cannot go.
+    paste(page, "y" * 25_000)
+    wait_until(lambda: page.locator("#composer .thumbnail-item").count() == 1, "the paste is attached")
+    composer.press("Enter")
+    toast(page, "With the text of 'pasted_text.txt' the message is 25,")
+    toast(page, "characters long, over the limit of 20,000")
+    shot(page, "pasted-too-long", full_page=False)
+    page.locator("#composer .thumbnail-item button").first.click()
+
+    # A text file attached on purpose is quoted into the message with its name.
+    notes = tmp_path / "notes.md"
+    notes.write_text("Buy milk\nCall Ana\n", encoding="utf-8")
+    attach(page, [notes])
+    composer.fill("What is on my list?")
+    composer.press("Enter")
+    page.get_by_test_id("user").get_by_text("Call Ana").wait_for()
+    page.get_by_test_id("user").get_by_text("notes.md:").wait_for()
+    wait_until(lambda: composer_ready(page), "the answer is done")
+    shot(page, "text-file-quoted", full_page=False)
+    page.context.close()

@@ -1,4 +1,5 @@
 """Turning an uploaded file into a `MediaItem`: validated and stored once, a video's strip built at upload.
+An attached text file is no media: its text is quoted into the message (`with_text_files`).
 
 The frame strip is what the model sees of a video, so it is made here, while the user waits with a progress
 bar, rather than in the middle of answering; every later turn, retry or restart reuses the stored strip. A
@@ -8,7 +9,8 @@ video the browser cannot play also gets a poster (its first frame, as it appears
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ixc_app.chat.conversation import MediaItem
@@ -23,6 +25,7 @@ from ixc_app.media import (
     VideoError,
     video_composite,
 )
+from ixc_app.media.validate import TextTooLong, is_text_file, read_text_file
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,33 @@ def ingest_upload(
             height=stored.height,
         )
     return ingest_video(media, stored, progress)
+
+
+def with_text_files(text: str, files: Sequence[str], max_chars: int) -> tuple[str, tuple[str, ...]]:
+    """The message with each attached text file quoted into it, before what was typed, and the files left
+    to ingest as media. Raises `MediaRejected` for a file that is not UTF-8 text, or when the message with
+    the files' text would be over `max_chars`."""
+    parts: list[str] = []
+    media: list[str] = []
+    for file in files:
+        path = Path(file)
+        if not is_text_file(path.name):
+            media.append(file)
+            continue
+        parts.append(_quoted(path.name, read_text_file(path, path.name, max_chars)))
+        length = len("\n\n".join([*parts, text]))
+        if length > max_chars:
+            raise TextTooLong(path.name, length, max_chars)
+    if not parts:
+        return text, tuple(media)
+    return "\n\n".join([*parts, text] if text.strip() else parts), tuple(media)
+
+
+def _quoted(name: str, text: str) -> str:
+    """The file's name, then its text in a fenced block whose fence no line of the text can close."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{name}:\n{fence}\n{text.rstrip()}\n{fence}"
 
 
 def is_browser_playable(stored: StoredMedia) -> bool:

@@ -124,12 +124,68 @@ class VideoTooLong(MediaRejected):
         )
 
 
+class NotText(MediaRejected):
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            name, f"'{name}' is not UTF-8 text; save it as UTF-8 (plain text) and attach it again."
+        )
+
+
+class TextTooLong(MediaRejected):
+    def __init__(self, name: str, length: int, limit: int) -> None:
+        super().__init__(
+            name,
+            f"With the text of '{name}' the message is {length:,} characters long, over the limit of "
+            f"{limit:,}; attach a shorter file or paste the part that matters.",
+        )
+
+
+class TextFileTooLarge(MediaRejected):
+    def __init__(self, name: str, size: int, limit: int) -> None:
+        super().__init__(
+            name,
+            f"'{name}' is {_bytes(size)}, more text than a message may hold ({limit:,} characters); attach a "
+            "shorter file or paste the part that matters.",
+        )
+
+
 class MediaNotFound(LookupError):
     """A key the store does not hold (never uploaded, or evicted since)."""
 
     def __init__(self, key: str) -> None:
         super().__init__(f"The file {key[:12]} is no longer stored; attach it again.")
         self.key = key
+
+
+TEXT_EXTENSIONS = frozenset((
+    ".txt", ".md", ".markdown", ".rst", ".csv", ".tsv", ".json", ".jsonl", ".yaml", ".yml", ".toml", ".ini",
+    ".cfg", ".xml", ".html", ".css", ".log", ".tex", ".py", ".js", ".ts", ".jsx", ".tsx", ".java", ".kt",
+    ".c", ".h", ".cc", ".cpp", ".hpp", ".cs", ".go", ".rs", ".rb", ".php", ".swift", ".scala", ".r", ".m",
+    ".sh", ".sql", ".lua", ".pl", ".dart", ".vue",
+))  # fmt: skip
+"""Files read into the message as text (by name: their bytes are any text), never stored as media."""
+_UTF8_BYTES_PER_CHAR = 4
+
+
+def is_text_file(name: str) -> bool:
+    return Path(name).suffix.lower() in TEXT_EXTENSIONS
+
+
+def read_text_file(path: Path, name: str, max_chars: int) -> str:
+    """The text of an attached text file, or `NotText`; a file with more bytes than `max_chars` characters
+    could take is refused before it is read."""
+    size = path.stat().st_size
+    if size == 0:
+        raise EmptyFile(name)
+    if size > _UTF8_BYTES_PER_CHAR * max_chars:
+        raise TextFileTooLarge(name, size, max_chars)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise NotText(name) from exc
+    if "\x00" in text:
+        raise NotText(name)
+    return text
 
 
 def _bytes(n: int) -> str:

@@ -26,6 +26,7 @@ from ixc_app.chat import (
     undo,
     with_settings,
 )
+from ixc_app.chat.ingest import with_text_files
 from ixc_app.chat.service import AnswerFailed, ChatService, Draft, user_text
 from ixc_app.ui.errors import user_errors
 from ixc_app.ui.examples import Example
@@ -155,8 +156,8 @@ class ChatHandlers:
     def validate(self, message: dict[str, Any] | None, stored: Any) -> gr.MultimodalTextbox:
         """The checks that need no file to be read, before anything is queued."""
         session = browser_session(stored)
-        draft = _draft(message)
         with user_errors():
+            draft = self._draft(message)
             self.service.check_draft(draft, self._current(session))
         return busy_textbox()
 
@@ -170,8 +171,8 @@ class ChatHandlers:
         """Validate and store the attachments (with progress while a video is decoded), then the message;
         the composer then shows Stop, for the answer that follows."""
         session = browser_session(stored)
-        draft = _draft(message)
         with user_errors():
+            draft = self._draft(message)
             settings = settings_from_form(by_name(settings_values), self.service.limits)
             conv = self.service.open_or_new(session.owner, session.conversation, settings)
             self.service.check_draft(draft, conv)
@@ -214,6 +215,14 @@ class ChatHandlers:
 
     def unlock(self) -> gr.MultimodalTextbox:
         return unlocked_textbox()
+
+    def _draft(self, message: dict[str, Any] | None) -> Draft:
+        """The composer's value as a draft, its text files quoted into the text (they are not media)."""
+        message = message or {}
+        text, files = with_text_files(
+            message.get("text") or "", message.get("files") or (), self.service.limits.max_text_chars
+        )
+        return Draft(text=text, files=files)
 
     # Chatbot actions
 
@@ -266,8 +275,3 @@ def browser_session(stored: Any) -> BrowserSession:
     """The session the page was loaded with; only the page load may start a new one."""
     with user_errors():
         return BrowserSession.parse(stored)
-
-
-def _draft(message: dict[str, Any] | None) -> Draft:
-    message = message or {}
-    return Draft(text=message.get("text") or "", files=tuple(message.get("files") or ()))

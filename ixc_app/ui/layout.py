@@ -12,6 +12,7 @@ import gradio as gr
 
 from ixc_app.chat import ChatSettings
 from ixc_app.config import Settings
+from ixc_app.media.validate import TEXT_EXTENSIONS
 from ixc_app.ui.examples import Example
 from ixc_app.ui.settings_form import (
     MAX_HD_NUM,
@@ -224,9 +225,9 @@ def chat_tab(settings: Settings, defaults: ChatSettings, examples: list[Example]
             textbox = gr.MultimodalTextbox(
                 show_label=False,
                 placeholder="Ask about your images or video…",
-                file_types=["image", "video"],
+                file_types=["image", "video", *sorted(TEXT_EXTENSIONS)],
                 file_count="multiple",
-                max_plain_text_length=settings.limits.max_text_chars + 1,
+                max_plain_text_length=settings.limits.max_text_chars,
                 submit_btn=True,
                 stop_btn=False,
                 autofocus=True,
@@ -234,7 +235,7 @@ def chat_tab(settings: Settings, defaults: ChatSettings, examples: list[Example]
             )
             gr.Markdown(
                 f"Up to {settings.limits.max_files_per_message} images or videos per message; videos up to "
-                f"{settings.limits.max_video_seconds:g} s.",
+                f"{settings.limits.max_video_seconds:g} s; text files are read into the message.",
                 elem_classes="hint",
             )
             panel = settings_panel(settings, defaults)
