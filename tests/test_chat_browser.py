@@ -187,3 +187,21 @@ def test_pasted_text_and_text_files_become_text_of_the_message(
     wait_until(lambda: composer_ready(page), "the answer is done")
     shot(page, "text-file-quoted", full_page=False)
     page.context.close()
+
+
+@pytest.mark.browser
+def test_dollar_amounts_stay_text_and_display_maths_renders(
+    app: RunningApp,
+    browser: Any,  # noqa: F811
+) -> None:
+    page = new_page(browser, app)
+    set_max_new_tokens(page, 4)
+    composer = page.locator("#composer textarea")
+    composer.fill("The apples cost $5 and the pears cost $10; is $$x^2$$ or \\(y\\) maths?")
+    composer.press("Enter")
+    user = page.get_by_test_id("user").last
+    user.get_by_text("The apples cost $5 and the pears cost $10").wait_for()
+    wait_until(lambda: composer_ready(page), "the answer is done")
+    assert user.locator(".katex").count() == 2
+    shot(page, "dollars-and-maths", full_page=False)
+    page.context.close()

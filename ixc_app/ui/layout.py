@@ -22,10 +22,10 @@ from ixc_app.ui.settings_form import (
     SETTING_NAMES,
 )
 
+# No single `$`: prices ("$5 and $10") are far more common in chat than inline maths written that way.
 LATEX_DELIMITERS = [
     {"left": "$$", "right": "$$", "display": True},
     {"left": "\\[", "right": "\\]", "display": True},
-    {"left": "$", "right": "$", "display": False},
     {"left": "\\(", "right": "\\)", "display": False},
 ]
 IMAGE_MODES = [
