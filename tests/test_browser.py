@@ -262,6 +262,7 @@ def test_edit_like_undo_and_the_conversation_list(app: RunningApp, browser: Any)
     wait_until(lambda: page.get_by_test_id("user").count() == 0, "the message is taken back")
     assert page.locator("#composer textarea").input_value() == "Edited question"
     page.get_by_role("button", name="Delete", exact=True).click()
+    page.get_by_role("button", name="Delete for good", exact=True).click()
     wait_until(lambda: conversation_titles(page) == ["Another topic"], "the conversation is deleted")
     assert page.get_by_test_id("user").count() == 0
     context.close()

@@ -98,9 +98,7 @@ def test_every_instant_rejection_is_shown_on_the_page(
     open_app(other, app.url)
     other.get_by_text("Rename or delete").click()
     other.get_by_role("button", name="Delete", exact=True).click()
-    confirm = other.get_by_role("button", name="Delete for good", exact=True)
-    if confirm.count():
-        confirm.click()
+    other.get_by_role("button", name="Delete for good", exact=True).click()
     toast(other, "The conversation was deleted.")
     title.fill("A new name")
     page.get_by_role("button", name="Rename", exact=True).click()
@@ -204,4 +202,28 @@ def test_dollar_amounts_stay_text_and_display_maths_renders(
     wait_until(lambda: composer_ready(page), "the answer is done")
     assert user.locator(".katex").count() == 2
     shot(page, "dollars-and-maths", full_page=False)
+    page.context.close()
+
+
+@pytest.mark.browser
+def test_delete_asks_first_and_the_trash_icon_deletes_nothing(
+    app: RunningApp,
+    browser: Any,  # noqa: F811
+) -> None:
+    page = new_page(browser, app)
+    set_max_new_tokens(page, 4)
+    send(page, "Keep this one")
+    assert page.locator("#chatbot").get_by_role("button", name="Clear").is_hidden()
+    page.get_by_text("Rename or delete").click()
+    page.get_by_role("button", name="Delete", exact=True).click()
+    shot(page, "delete-asks", full_page=False)
+    page.get_by_role("button", name="Keep it", exact=True).click()
+    page.reload()
+    loaded(page)
+    page.locator("#conversation-list").get_by_text("Keep this one").wait_for()
+    page.get_by_text("Rename or delete").click()
+    page.get_by_role("button", name="Delete", exact=True).click()
+    page.get_by_role("button", name="Delete for good", exact=True).click()
+    toast(page, "The conversation was deleted.")
+    wait_until(lambda: page.locator("#conversation-list label").count() == 0, "it is gone from the list")
     page.context.close()

@@ -123,7 +123,11 @@ def wire_chat(
     )
     view.rename.click(handlers.rename, [view.browser, view.title], [view.conversations], **quick)
     view.title.submit(handlers.rename, [view.browser, view.title], [view.conversations], **quick)
-    view.delete.click(handlers.delete, [view.browser], view_outputs, cancels=running, **quick)
+    view.delete.click(handlers.ask_delete, None, [view.confirm_delete], **quick)
+    view.keep.click(handlers.keep, None, [view.confirm_delete], **quick)
+    view.delete_for_good.click(handlers.delete, [view.browser], view_outputs, cancels=running, **quick).then(
+        handlers.keep, None, [view.confirm_delete], **quick
+    )
 
     ports = view.api
     ports.trigger.click(

@@ -136,6 +136,13 @@ class ChatHandlers:
             self.service.store.rename(session.owner, session.conversation, title)
         return self.conversation_list(session)
 
+    def ask_delete(self) -> gr.Column:
+        """Delete asks first: a deleted conversation and its media cannot be brought back."""
+        return gr.Column(visible=True)
+
+    def keep(self) -> gr.Column:
+        return gr.Column(visible=False)
+
     def delete(self, stored: Any) -> tuple[Any, ...]:
         session = browser_session(stored)
         if session.conversation:
@@ -267,8 +274,9 @@ class ChatHandlers:
             self.service.store.put(set_feedback(conv, index, feedback))
 
     def clear(self, stored: Any) -> tuple[Any, ...]:
-        """The Chatbot's clear button: delete this conversation and start an empty one."""
-        return self.delete(stored)
+        """The Chatbot's clear button (hidden by the CSS): it only leaves the conversation, which stays in
+        the list; deleting is the list's Delete, which asks first."""
+        return self.new_conversation(stored)
 
 
 def browser_session(stored: Any) -> BrowserSession:

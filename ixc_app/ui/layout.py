@@ -76,6 +76,9 @@ class ChatView:
     title: gr.Textbox
     rename: gr.Button
     delete: gr.Button
+    confirm_delete: gr.Column
+    delete_for_good: gr.Button
+    keep: gr.Button
     chatbot: gr.Chatbot
     textbox: gr.MultimodalTextbox
     settings: SettingsPanel
@@ -207,6 +210,11 @@ def chat_tab(settings: Settings, defaults: ChatSettings, examples: list[Example]
                 with gr.Row():
                     rename = gr.Button("Rename", size="sm", elem_id="rename-conversation")
                     delete = gr.Button("Delete", size="sm", variant="stop", elem_id="delete-conversation")
+                with gr.Column(visible=False, elem_id="confirm-delete") as confirm_delete:
+                    gr.Markdown("Delete this conversation and its pictures? This cannot be undone.")
+                    with gr.Row():
+                        delete_for_good = gr.Button("Delete for good", size="sm", variant="stop")
+                        keep = gr.Button("Keep it", size="sm")
         with gr.Column(scale=4, elem_classes="chat-column"):
             chatbot = gr.Chatbot(
                 label="Conversation",
@@ -246,6 +254,9 @@ def chat_tab(settings: Settings, defaults: ChatSettings, examples: list[Example]
         title=title,
         rename=rename,
         delete=delete,
+        confirm_delete=confirm_delete,
+        delete_for_good=delete_for_good,
+        keep=keep,
         chatbot=chatbot,
         textbox=textbox,
         settings=panel,

@@ -29,7 +29,7 @@ CSS = """
 .conversation-list label { width: 100%; justify-content: flex-start; }
 .conversation-list label span { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .chat-column { min-width: 0; }
-#chatbot button[aria-label="Share"] { display: none; }
+#chatbot button[aria-label="Share"], #chatbot button[aria-label="Clear"] { display: none; }
 #chatbot .message-row:has(.edit-textarea) { align-self: stretch; width: auto; max-width: none; }
 #chatbot .message-row:has(.edit-textarea) .flex-wrap,
 #chatbot .message-row:has(.edit-textarea) .flex-wrap > div, #chatbot .message:has(> .edit-textarea) {
