@@ -216,6 +216,7 @@ def test_delete_asks_first_and_the_trash_icon_deletes_nothing(
     assert page.locator("#chatbot").get_by_role("button", name="Clear").is_hidden()
     page.get_by_text("Rename or delete").click()
     page.get_by_role("button", name="Delete", exact=True).click()
+    page.get_by_text("This cannot be undone.").wait_for()
     shot(page, "delete-asks", full_page=False)
     page.get_by_role("button", name="Keep it", exact=True).click()
     page.reload()
