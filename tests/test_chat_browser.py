@@ -26,6 +26,7 @@ from test_browser import (  # noqa: F401 (the fixture)
 )
 
 from ixc_app.ui.chat_handlers import ChatHandlers
+from ixc_app.ui.compose_handlers import ComposeHandlers
 
 
 def toast(page: Any, sentence: str) -> None:
@@ -48,14 +49,13 @@ def new_page(chromium: Any, app: RunningApp) -> Any:
     return page
 
 
-def test_every_chat_event_that_runs_a_handler_is_queued(app: RunningApp) -> None:
-    """Gradio's page shows only a queued event's error, warning or notice (`ui.errors.INSTANT`)."""
-    unqueued = [
-        fn.name
-        for fn in app.demo.fns.values()
-        if isinstance(getattr(fn.fn, "__self__", None), ChatHandlers) and not fn.queue
-    ]
-    assert unqueued == []
+def test_every_event_that_runs_a_handler_is_queued(app: RunningApp) -> None:
+    """Gradio's page shows only a queued event's error, warning or notice (`ui.errors.INSTANT`): in the chat
+    and in the composer, only the browser-side Stop events may skip the queue."""
+    handlers = [fn for fn in app.demo.fns.values() if fn.fn is not None]
+    assert any(isinstance(getattr(fn.fn, "__self__", None), ChatHandlers) for fn in handlers)
+    assert any(isinstance(getattr(fn.fn, "__self__", None), ComposeHandlers) for fn in handlers)
+    assert [fn.name for fn in handlers if not fn.queue] == []
 
 
 @pytest.mark.browser

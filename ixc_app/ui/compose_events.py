@@ -3,8 +3,9 @@
 Runs (Compose, Continue, Run from a step, a paragraph edit, captioning the library) are generators queued
 in the engine's concurrency group; Stop cancels them, which closes their iterators: the engine stops within
 a step and the article is saved with what was written, then `settle` shows the article as saved. Cheap
-events skip the queue; every internal event is private, so the public API is `/compose`, `/article_edit` and
-`/article_export` (beside `/chat`).
+events are queued without a limit (`ui.errors.INSTANT`: only a queued event's sentence reaches the page);
+every internal event is private, so the public API is `/compose`, `/article_edit` and `/article_export`
+(beside `/chat`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ixc_app.ui.chat_events import ENGINE_GROUP, PRIVATE
 from ixc_app.ui.compose_api import COMPOSE_DESCRIPTION, EDIT_DESCRIPTION, EXPORT_DESCRIPTION, ComposeApi
 from ixc_app.ui.compose_handlers import ComposeHandlers
 from ixc_app.ui.compose_layout import ComposerView
+from ixc_app.ui.errors import INSTANT
 
 API_GROUP = "compose-api"
 
@@ -28,7 +30,8 @@ def wire_composer(
     api: ComposeApi,
     engine_concurrency: int,
 ) -> None:
-    quick: dict[str, Any] = {"queue": False, "api_visibility": PRIVATE, "show_progress": "hidden"}
+    quick: dict[str, Any] = {**INSTANT, "api_visibility": PRIVATE, "show_progress": "hidden"}
+    stop: dict[str, Any] = {"queue": False, "api_visibility": PRIVATE}
     engine: dict[str, Any] = {
         "concurrency_id": ENGINE_GROUP,
         "concurrency_limit": engine_concurrency,
@@ -62,8 +65,8 @@ def wire_composer(
     runs.append(edited)
     progress = {**engine, "show_progress": "full", "show_progress_on": [view.library_status]}
     indexing = view.library_index.click(handlers.library_index, [browser], [view.library_status], **progress)
-    view.library_stop.click(None, None, None, cancels=[indexing], **quick)
-    view.stop.click(None, None, None, cancels=runs, **quick)
+    view.library_stop.click(None, None, None, cancels=[indexing], **stop)
+    view.stop.click(None, None, None, cancels=runs, **stop)
 
     view.tab.select(handlers.load, state, page, **quick)
     view.tab.select(handlers.library_status, [browser], [view.library_status], **quick)
