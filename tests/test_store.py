@@ -149,6 +149,8 @@ def test_size_bound_keeps_referenced_and_recent_media_even_when_over(tmp_path: P
 
 
 def test_deleting_a_conversation_deletes_the_media_only_it_used(tmp_path: Path) -> None:
+    """At once, even media saved a minute ago: the grace that protects uploads on their way into a message
+    must not keep a deleted conversation's pictures readable."""
     now = 1_000_000.0
     with open_store(tmp_path, grace_s=3600.0) as store:
         shared = ingest_upload(store.media, noise_png(tmp_path / "shared.png", 1), LIMITS)
@@ -163,16 +165,15 @@ def test_deleting_a_conversation_deletes_the_media_only_it_used(tmp_path: Path) 
         bobs = answered(new_conversation(BOB), "q", (shared,))
         store.put(alices)
         store.put(bobs)
-        gone = [store.media.path(key) for key in (*own.keys, *video.keys)]
-        assert len(gone) == 3  # the image, the video and its frame strip
+        gone = [store.media.path(key) for key in (*own.keys, *video.keys, *fresh.keys)]
+        assert len(gone) == 4  # the images, the video and its frame strip
 
-        assert store.delete(ALICE, alices.id, now=now)
+        assert store.delete(ALICE, alices.id)
 
         assert not any(path.exists() for path in gone)
-        assert all(store.media.get(key) is None for key in (*own.keys, *video.keys))
+        assert all(store.media.get(key) is None for key in (*own.keys, *video.keys, *fresh.keys))
         assert store.media.path(shared.key).is_file()  # Bob's conversation still shows it
-        assert store.media.path(fresh.key).is_file()  # just uploaded: may be on its way into a new message
-        assert not store.delete(ALICE, alices.id, now=now)
+        assert not store.delete(ALICE, alices.id)
 
 
 def test_putting_new_media_applies_the_bound(tmp_path: Path) -> None:

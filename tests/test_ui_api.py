@@ -243,12 +243,14 @@ def test_an_engine_failure_is_one_sentence_and_the_conversation_survives(
 def test_stop_cancels_answers_but_never_the_upload_step(app: RunningApp) -> None:
     """The upload step is not a generator: cancelling it would save a message whose answer never starts."""
     config = app.demo.get_config_file()
-    names = {fn_id: getattr(block_fn.fn, "__name__", None) for fn_id, block_fn in app.demo.fns.items()}
+    names = {fn_id: getattr(block_fn.fn, "__qualname__", None) for fn_id, block_fn in app.demo.fns.items()}
     cancelled_by_stop = {
         fn_id
         for d in config["dependencies"]
         if any(event == "stop" for _, event in d["targets"])
         for fn_id in d["cancels"]
     }
-    answers = {i for i, name in names.items() if name == "answer"}
-    assert answers and cancelled_by_stop == answers
+    followers = {i for i, name in names.items() if name in ("ChatHandlers.answer", "AnswerFollower.resume")}
+    assert followers and cancelled_by_stop == followers
+    stops = [d for d in config["dependencies"] if any(event == "stop" for _, event in d["targets"])]
+    assert "AnswerFollower.stop" in [names[d["id"]] for d in stops], "Stop ends the answer's server-side task"

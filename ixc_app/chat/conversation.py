@@ -19,7 +19,7 @@ Role = Literal["user", "assistant"]
 MediaKind = Literal["image", "video"]
 Feedback = Literal["like", "dislike"]
 ImageMode = Literal["auto", "single", "multi"]
-MessageFinish = Literal["stop", "length", "cancelled", "error"]
+MessageFinish = Literal["stop", "length", "cancelled", "error", "interrupted"]
 
 DEFAULT_TITLE = "New conversation"
 TITLE_CHARS = 60
@@ -71,8 +71,9 @@ class GenerationStats:
 
 @dataclass(frozen=True)
 class Message:
-    """One chat message. An assistant message with `finish` None is still being streamed (or was interrupted
-    by a server stop); `error` is the one-sentence reason an answer failed, its partial text kept."""
+    """One chat message. An assistant message with `finish` None is still being streamed; "interrupted" marks
+    one a server crash or kill cut short (its text is what was saved before); `error` is the one-sentence
+    reason an answer failed, its partial text kept."""
 
     role: Role
     text: str

@@ -17,6 +17,8 @@ from ixc_app.chat.request import MediaPath
 FINISH_NOTES = {
     "cancelled": "*(stopped)*",
     "length": "*(the answer reached the maximum length)*",
+    "interrupted": "*(interrupted: the server stopped while writing this answer; press Retry to answer it "
+    "again)*",
 }
 
 

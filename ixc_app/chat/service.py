@@ -1,15 +1,19 @@
 """The chat's use cases, shared by the browser UI and the `/chat` API: check, ingest, answer, persist.
 
 No gradio here: front ends translate the typed errors into their own (the UI's `ui.errors`). Every limit is
-checked before the engine is called, and the conversation is saved when an answer starts and again when it
-ends, however it ends (finished, stopped, failed), so a user's message is never lost and a failed answer can
-be retried. The final save merges the answer into the conversation as stored then, so a Delete, Rename,
-Like, edit or undo made while the answer streamed is not undone by it.
+checked before the engine is called. An answer runs in a server-side task (`chat.answers`) that outlives the
+page that asked for it; the conversation is saved when the answer starts, every `SAVE_INTERVAL_S` while it
+streams, and when it ends, however it ends (finished, stopped, failed), so a user's message is never lost, a
+crash loses only the last seconds of an answer (marked "interrupted" on the next start), and a failed answer
+can be retried. Each save merges the answer into the conversation as stored then, so a Delete, Rename, Like,
+edit or undo made while the answer streamed is not undone by it. A conversation answers one message at a
+time: a second message while it answers is refused with a sentence.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,7 +33,9 @@ from ixc_app.chat import (
     to_chatbot,
     to_request,
 )
+from ixc_app.chat.answers import AnswerBusy, AnswerTask, AnswerTasks
 from ixc_app.chat.runner import EngineRunner
+from ixc_app.chat.text import clean_text
 from ixc_app.config import Settings
 from ixc_app.engines.base import EngineCapabilities, EngineError, Finished
 from ixc_app.ixc.prompt import IMAGE_PLACEHOLDER
@@ -40,6 +46,12 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 UNEXPECTED_FAILURE = "The model failed while answering (the details are in the server log); try again."
+BUSY = (
+    "This conversation is still answering your previous message; wait for the answer or press Stop, then "
+    "send again."
+)
+SAVE_INTERVAL_S = 2.0
+"""How often an answer that is streaming is saved: what a crash can lose of it."""
 
 
 class InputRejected(ValueError):
@@ -64,6 +76,8 @@ class ChatService:
         self.limits = settings.limits
         self.runner = runner
         self.store = store
+        self.answers = AnswerTasks()
+        self._mark_interrupted()
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -102,6 +116,8 @@ class ChatService:
     def check_draft(self, draft: Draft, conv: Conversation | None) -> None:
         """The limits that need no file to be read: text length and how many files."""
         limits = self.limits
+        if conv is not None and self.answering(conv.owner, conv.id):
+            raise InputRejected(BUSY)
         if not user_text(draft.text).strip() and not draft.files:
             raise InputRejected("The message is empty; type a question or attach an image or a video.")
         if len(draft.text) > limits.max_text_chars:
@@ -122,10 +138,12 @@ class ChatService:
             )
 
     def ingest(self, files: Sequence[str], progress: Progress | None = None) -> tuple[MediaItem, ...]:
-        """Validate and store each uploaded file (sniffed by content; videos decoded to their frame strip)."""
+        """Validate and store each uploaded file (sniffed by content; videos decoded to their frame strip),
+        each only if the data dir has room for it (`StorageFull` otherwise)."""
         items = []
         for i, path in enumerate(files):
             step = _sub_progress(progress, i, len(files)) if progress else None
+            self.store.make_room(_file_bytes(path))
             items.append(ingest_upload(self.store.media, path, self.limits, progress=step))
         return tuple(items)
 
@@ -137,17 +155,25 @@ class ChatService:
         Reading the attachments can take seconds (a video is decoded), so the stored conversation is read
         again first: a rename made meanwhile is kept, and a conversation deleted meanwhile is not revived.
         """
-        stored = self.store.get(conv.owner, conv.id)
-        if stored is not None:
-            conv = replace(stored, settings=conv.settings)
-        elif conv.messages:
-            raise InputRejected(
-                "This conversation was deleted while the message was being prepared; start a new "
-                "conversation and send it again."
-            )
-        conv = add_user_message(conv, user_text(text), media)
-        prepared = self.prepare(conv)
-        self.store.put(conv)
+        with self.answers.lock:
+            if self.answering(conv.owner, conv.id):
+                raise InputRejected(BUSY)
+            stored = self.store.get(conv.owner, conv.id)
+            if stored is not None:
+                conv = replace(stored, settings=conv.settings)
+            elif conv.messages:
+                raise InputRejected(
+                    "This conversation was deleted while the message was being prepared; start a new "
+                    "conversation and send it again."
+                )
+            if any(self.store.media.get(key) is None for item in media for key in item.keys):
+                raise InputRejected(
+                    "An attached file was removed while the message was being prepared (its conversation "
+                    "was deleted); attach it again."
+                )
+            conv = add_user_message(conv, user_text(text), media)
+            prepared = self.prepare(conv)
+            self.store.put(conv)
         return conv, prepared
 
     def prepare(self, conv: Conversation) -> PreparedRequest:
@@ -161,42 +187,95 @@ class ChatService:
         )
 
     def delete(self, owner: str, conversation_id: str) -> bool:
-        """Forget the conversation (the engine's caches of it age out on their own)."""
+        """Stop its answer, if one is running, and forget the conversation (the engine's caches of it age
+        out on their own)."""
+        self.answers.stop(owner, conversation_id)
         return self.store.delete(owner, conversation_id)
 
-    def answer(self, conv: Conversation, prepared: PreparedRequest) -> Iterator[Conversation]:
-        """Stream the answer to the conversation's last user message, yielding the conversation so far.
+    def answering(self, owner: str, conversation_id: str) -> AnswerTask | None:
+        """The answer the conversation is writing now, if any."""
+        return self.answers.get(owner, conversation_id)
 
-        Closing the iterator stops the engine; the conversation is then saved with the partial answer marked
-        as stopped. Engine failures are saved with their reason and raised as `AnswerFailed`.
-        """
-        started = start_answer(conv)
-        self.store.put(started)
+    def stop(self, owner: str, conversation_id: str) -> bool:
+        """Stop the conversation's answer (it is saved as stopped); False when none is running."""
+        return self.answers.stop(owner, conversation_id)
+
+    def start(self, conv: Conversation, prepared: PreparedRequest) -> AnswerTask:
+        """Start answering the conversation's last user message in a server-side task and return it; the
+        answer runs to its end (or Stop) whoever follows it. `InputRejected` if one is running already."""
+        with self.answers.lock:
+            if self.answering(conv.owner, conv.id):
+                raise InputRejected(BUSY)
+            started = start_answer(conv)
+            self.store.put(started)
+            try:
+                return self.answers.start(started, lambda task: self._write(task, prepared))
+            except AnswerBusy as exc:
+                raise InputRejected(BUSY) from exc
+
+    def answer(self, conv: Conversation, prepared: PreparedRequest) -> Iterator[Conversation]:
+        """Start the answer (`InputRejected` at once if one is running) and follow it as its owner (`own`)."""
+        return self.own(self.start(conv, prepared))
+
+    def own(self, task: AnswerTask) -> Iterator[Conversation]:
+        """Follow an answer for a caller that owns it (the `/chat` API), yielding the conversation so far,
+        the saved one last: closing the iterator stops the answer, which is saved as stopped. Engine
+        failures are saved with their reason and raised as `AnswerFailed`."""
+        try:
+            yield from task.follow()
+        finally:
+            if not task.done:
+                task.stop.set()
+        if task.error:
+            raise AnswerFailed(task.error)
+
+    def _write(self, task: AnswerTask, prepared: PreparedRequest) -> tuple[Conversation, str | None]:
+        """The body of an answer task: stream, publish, save every `SAVE_INTERVAL_S`, settle and save."""
+        started = task.latest
         text, finished, error = "", None, None
+        saved_at = time.monotonic()
         stream = self.runner.stream(prepared.request)
         try:
             for snapshot in stream:
                 text, finished = snapshot.text, snapshot.finished
-                yield append_answer(started, text)
+                task.publish(append_answer(started, text))
+                if task.stop.is_set():
+                    break
+                if time.monotonic() - saved_at >= SAVE_INTERVAL_S:
+                    self._save_answer(started, append_answer(started, text))
+                    saved_at = time.monotonic()
         except EngineError as exc:
             error = str(exc)
         except Exception:
-            log.exception("the engine failed on conversation %s", conv.id)
+            log.exception("the engine failed on conversation %s", started.id)
             error = UNEXPECTED_FAILURE
         finally:
             stream.close()
-            final = _settle(append_answer(started, text), finished, error, prepared.dropped_messages)
-            final = self._save_answer(started, final)
-            log.info(
-                "conversation %s: answer %s, %d characters%s",
-                conv.id,
-                final.messages[-1].finish,
-                len(text),
-                f", {finished.generated_tokens} tokens in {finished.total_s:.2f} s" if finished else "",
+        final = _settle(append_answer(started, text), finished, error, prepared.dropped_messages)
+        final = self._save_answer(started, final)
+        log.info(
+            "conversation %s: answer %s, %d characters%s",
+            started.id,
+            final.messages[-1].finish,
+            len(text),
+            f", {finished.generated_tokens} tokens in {finished.total_s:.2f} s" if finished else "",
+        )
+        return final, error
+
+    def _mark_interrupted(self) -> None:
+        """Answers left streaming by a process that died (kill -9, a crash): keep what was saved of them,
+        marked interrupted, so the page shows it with Retry instead of an endless empty answer."""
+        for owner, conversation_id in self.store.streaming():
+            conv = self.store.get(owner, conversation_id)
+            if conv is None or not _is_streaming(conv):
+                continue
+            last = replace(conv.messages[-1], finish="interrupted")
+            self.store.put(replace(conv, messages=(*conv.messages[:-1], last)))
+            log.warning(
+                "conversation %s: the answer was interrupted by a restart after %d characters",
+                conversation_id,
+                len(last.text),
             )
-        if error:
-            raise AnswerFailed(error)
-        yield final
 
     def _save_answer(self, started: Conversation, answered: Conversation) -> Conversation:
         """Put the answer into the conversation as stored now, keeping what changed while it streamed.
@@ -213,6 +292,10 @@ class ChatService:
         return merged
 
 
+def _is_streaming(conv: Conversation) -> bool:
+    return bool(conv.messages) and conv.messages[-1].role == "assistant" and conv.messages[-1].finish is None
+
+
 def _turns(conv: Conversation) -> list[tuple[str, str, tuple[MediaItem, ...]]]:
     """What a conversation says, ignoring feedback and the text of the answer being streamed."""
     turns = [(m.role, m.text, m.media) for m in conv.messages]
@@ -222,7 +305,9 @@ def _turns(conv: Conversation) -> list[tuple[str, str, tuple[MediaItem, ...]]]:
 
 
 def user_text(text: str) -> str:
-    """The text a user typed, without `<ImageHere>`: in chat the app places the images, not the user."""
+    """The text a user typed, without `<ImageHere>` (in chat the app places the images, not the user) and
+    with what cannot be stored normalised (`clean_text`)."""
+    text = clean_text(text)
     while IMAGE_PLACEHOLDER in text:
         text = text.replace(IMAGE_PLACEHOLDER, "")
     return text
@@ -234,6 +319,13 @@ def _settle(conv: Conversation, finished: Finished | None, error: str | None, dr
     if finished is None:
         return replace(conv, messages=(*conv.messages[:-1], replace(conv.messages[-1], finish="cancelled")))
     return finish_answer(conv, finished, dropped_messages=dropped)
+
+
+def _file_bytes(path: str) -> int:
+    try:
+        return Path(path).stat().st_size
+    except OSError:
+        return 0
 
 
 def _sub_progress(progress: Progress, index: int, count: int) -> Progress:

@@ -1,20 +1,26 @@
 """The content-addressed media store: accepted uploads and the images derived from them, by sha256.
 
 Accepted files are stored under their sha256, so the same photo uploaded twice is stored once, and an image's
-key doubles as the cache key of its vision features.
+key doubles as the cache key of its vision features. A second upload of stored content checks the stored
+copy against its key and replaces a damaged one. An index file that cannot be read is rebuilt from its media
+file (or set aside), never allowed to break the other uploads. The store keeps count of its files and bytes
+as it changes them, so the size bound never has to list the folder. A disk that is full refuses the upload
+with a sentence and leaves no partial file behind.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,13 +29,41 @@ from PIL import Image
 
 from ixc_app.media.frames import VideoInfo
 from ixc_app.media.images import load_rgb, to_rgb
-from ixc_app.media.validate import MediaKind, MediaLimits, MediaNotFound, inspect_media, precheck
+from ixc_app.media.validate import (
+    MediaKind,
+    MediaLimits,
+    MediaNotFound,
+    MediaRejected,
+    StorageFull,
+    inspect_media,
+    precheck,
+)
+
+log = logging.getLogger(__name__)
 
 VIDEO_STRIP = "strip"
 """`save_derived` name of a video's labelled frame strip: what the model sees of that video."""
 
 _COPY_CHUNK = 1 << 20
 _STALE_INCOMING_S = 3600.0
+_REBUILD_LIMITS = MediaLimits(
+    max_image_bytes=1 << 40, max_video_bytes=1 << 40, max_pixels=1 << 40, max_video_seconds=1e9
+)
+"""Rebuilding a lost index re-reads a file that was validated when it was stored: only its kind matters."""
+
+
+@contextlib.contextmanager
+def _disk_full_refused(*leftovers: Path) -> Iterator[None]:
+    """Turn a full disk into `StorageFull`, removing the files the failed write may have left."""
+    try:
+        yield
+    except OSError as exc:
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            log.error("the disk is full: %s", exc)
+            raise StorageFull() from exc
+        raise
 
 
 @dataclass(frozen=True)
@@ -71,6 +105,7 @@ class MediaStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         private = Path(private_root) if private_root else self.root.with_name(self.root.name + "-private")
+        self.private_root = private
         self._index_root = private / "index"
         self._index_root.mkdir(parents=True, exist_ok=True)
         self._incoming = private / "incoming"
@@ -78,10 +113,12 @@ class MediaStore:
         self._sweep_incoming()
         self._lock = threading.Lock()
         self._items: dict[str, StoredMedia] = {}
+        self._ledger: dict[str, MediaEntry] | None = None
 
     def add(self, src: Path, original_name: str, limits: MediaLimits) -> StoredMedia:
         """Validate an upload and store it, or raise `MediaRejected`. Identical content is stored once (the
-        first upload's name is kept) and its clock restarted, so eviction treats it as just uploaded."""
+        first upload's name is kept) and its clock restarted, so eviction treats it as just uploaded; a
+        stored copy that no longer matches its key is replaced by the new upload."""
         name = Path(original_name).name or "upload"
         precheck(Path(src), name, limits)  # refuse what is plainly wrong before copying it
         staged, key = self._stage(Path(src))
@@ -89,7 +126,11 @@ class MediaStore:
             info = inspect_media(staged, name, limits)
             existing = self.get(key)
             if existing is not None:
+                if not _matches(existing.path, key):
+                    log.warning("the stored copy of %s was damaged; the new upload replaces it", key[:12])
+                    os.replace(staged, existing.path)
                 os.utime(existing.path)
+                self._account(existing)
                 return existing
             stored = StoredMedia(
                 key=key,
@@ -104,7 +145,8 @@ class MediaStore:
             )
             stored.path.parent.mkdir(exist_ok=True)
             os.replace(staged, stored.path)
-            self._write_index(stored)
+            with _disk_full_refused(stored.path):
+                self._write_index(stored)
             return stored
         finally:
             staged.unlink(missing_ok=True)
@@ -114,10 +156,12 @@ class MediaStore:
             return self._items[key]
         index = self._index_path(key)
         try:
-            data = json.loads(index.read_text(encoding="utf-8"))
+            stored = self._from_json(key, json.loads(index.read_text(encoding="utf-8")))
         except FileNotFoundError:
             return None
-        stored = self._from_json(key, data)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("media index %s is unreadable (%s); rebuilding it from the file", key[:12], exc)
+            return self._rebuild(key)
         if not stored.path.is_file():
             return None
         self._items[key] = stored
@@ -150,7 +194,7 @@ class MediaStore:
         rgb = to_rgb(image)
         fd, tmp = tempfile.mkstemp(dir=self._incoming, suffix=".png")
         try:
-            with os.fdopen(fd, "wb") as f:
+            with _disk_full_refused(Path(tmp)), os.fdopen(fd, "wb") as f:
                 rgb.save(f, format="PNG", compress_level=1)
             derived_key = _sha256(Path(tmp))
             stored = self.get(derived_key)
@@ -168,7 +212,8 @@ class MediaStore:
                 )
                 stored.path.parent.mkdir(exist_ok=True)
                 os.replace(tmp, stored.path)
-                self._write_index(stored)
+                with _disk_full_refused(stored.path):
+                    self._write_index(stored)
         finally:
             Path(tmp).unlink(missing_ok=True)
         with self._lock:
@@ -179,22 +224,10 @@ class MediaStore:
 
     def entries(self) -> list[MediaEntry]:
         """Every stored item with its bytes on disk (file and index) and when it was last stored."""
-        entries = []
-        for index in self._index_root.glob("??/*.json"):
-            key = index.stem
-            stored = self.get(key)
-            if stored is None:
-                continue
-            try:
-                stat = stored.path.stat()
-                size = stat.st_size + index.stat().st_size
-            except FileNotFoundError:
-                continue
-            entries.append(MediaEntry(key=key, size=size, mtime=stat.st_mtime))
-        return entries
+        return list(self._entries().values())
 
     def total_bytes(self) -> int:
-        return sum(entry.size for entry in self.entries())
+        return sum(entry.size for entry in self._entries().values())
 
     def delete(self, key: str) -> bool:
         """Remove an item's file and index (not the items derived from it: they have their own keys)."""
@@ -202,10 +235,67 @@ class MediaStore:
             stored = self.get(key)
             self._items.pop(key, None)
             self._index_path(key).unlink(missing_ok=True)
+            if self._ledger is not None:
+                self._ledger.pop(key, None)
             if stored is None:
                 return False
             stored.path.unlink(missing_ok=True)
             return True
+
+    def _entries(self) -> dict[str, MediaEntry]:
+        """The count of stored files, made once from the folder and then kept as files come and go."""
+        with self._lock:
+            if self._ledger is None:
+                self._ledger = {}
+                for index in self._index_root.glob("??/*.json"):
+                    entry = self._measure(index.stem)
+                    if entry is not None:
+                        self._ledger[entry.key] = entry
+            return self._ledger
+
+    def _measure(self, key: str) -> MediaEntry | None:
+        stored = self.get(key)
+        if stored is None:
+            return None
+        try:
+            stat = stored.path.stat()
+            size = stat.st_size + self._index_path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+        return MediaEntry(key=key, size=size, mtime=stat.st_mtime)
+
+    def _account(self, stored: StoredMedia) -> None:
+        if self._ledger is not None and (entry := self._measure(stored.key)) is not None:
+            self._ledger[stored.key] = entry
+
+    def _rebuild(self, key: str) -> StoredMedia | None:
+        """A new index for `key` from its media file, or None (the unreadable index set aside) if no file
+        with that content is there."""
+        index = self._index_path(key)
+        for path in sorted((self.root / key[:2]).glob(f"{key}.*")):
+            if not _matches(path, key):
+                continue
+            try:
+                info = inspect_media(path, path.name, _REBUILD_LIMITS)
+            except MediaRejected:
+                continue
+            stored = StoredMedia(
+                key=key,
+                kind=info.kind,
+                path=path,
+                name=path.name,
+                mime=info.mime,
+                size=path.stat().st_size,
+                width=info.width,
+                height=info.height,
+                video=info.video,
+            )
+            self._write_index(stored)
+            return stored
+        with contextlib.suppress(FileNotFoundError):
+            index.replace(index.with_name(index.name + ".damaged"))
+        log.warning("the media file of %s is missing or damaged; its index was set aside", key[:12])
+        return None
 
     def _sweep_incoming(self) -> None:
         """Drop copies left half-way by a crash; young ones may belong to an upload in progress elsewhere."""
@@ -220,7 +310,7 @@ class MediaStore:
         digest = hashlib.sha256()
         fd, tmp = tempfile.mkstemp(dir=self._incoming)
         try:
-            with os.fdopen(fd, "wb") as out, src.open("rb") as f:
+            with _disk_full_refused(Path(tmp)), os.fdopen(fd, "wb") as out, src.open("rb") as f:
                 while chunk := f.read(_COPY_CHUNK):
                     digest.update(chunk)
                     out.write(chunk)
@@ -252,10 +342,12 @@ class MediaStore:
         index = self._index_path(stored.key)
         index.parent.mkdir(exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=index.parent, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False)
-        os.replace(tmp, index)
+        with _disk_full_refused(Path(tmp)):
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f, ensure_ascii=False)
+            os.replace(tmp, index)
         self._items[stored.key] = stored
+        self._account(stored)
 
     def _from_json(self, key: str, data: dict[str, Any]) -> StoredMedia:
         video = data.get("video")
@@ -272,6 +364,14 @@ class MediaStore:
             derived_from=data.get("derived_from"),
             derived=dict(data.get("derived", {})),
         )
+
+
+def _matches(path: Path, key: str) -> bool:
+    """Whether the file's content still hashes to its key (False for a missing file)."""
+    try:
+        return _sha256(path) == key
+    except FileNotFoundError:
+        return False
 
 
 def _sha256(path: Path) -> str:

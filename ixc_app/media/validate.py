@@ -39,6 +39,24 @@ class MediaRejected(ValueError):
         self.name = name
 
 
+class StorageFull(MediaRejected):
+    """No room for an upload: the data dir's bound (`used`, `limit` in bytes) or the disk itself is full."""
+
+    def __init__(self, used: int | None = None, limit: int | None = None) -> None:
+        if limit is None:
+            message = (
+                "The server's disk is full, so the file could not be stored; send your message without "
+                "attachments, or try again later."
+            )
+        else:
+            message = (
+                f"The server's storage for uploads is full ({(used or 0) / 1024**2:.1f} MB of "
+                f"{limit / 1024**2:.1f} MB used); delete conversations you no longer need, or send your "
+                "message without attachments."
+            )
+        super().__init__("", message)
+
+
 class EmptyFile(MediaRejected):
     def __init__(self, name: str) -> None:
         super().__init__(name, f"'{name}' is empty (0 bytes); upload the file again.")

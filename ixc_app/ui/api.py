@@ -67,10 +67,11 @@ class ChatApi:
             self.service.check_draft(draft, conv)
             media = self.service.ingest(draft.files)
             conv, prepared = self.service.add_message(conv, draft.text, media)
+            answer = self.service.answer(conv, prepared)
         handle = format_handle(owner, conv.id)
         yield "", handle
         try:
-            for partial in self.service.answer(conv, prepared):
+            for partial in answer:
                 yield partial.messages[-1].text, handle
         except AnswerFailed as exc:
             raise gr.Error(str(exc), print_exception=False) from exc

@@ -5,7 +5,8 @@ group, with progress while a video is decoded: content sniffing, pixel and durat
 budget), then `answer` (queued in the one engine group, sized from the engine's capability). Every limit
 is therefore checked before a request waits for the engine. Retry, edit and the examples feed the same
 `answer` step. Stop appears once the message is stored and cancels the answer, whose `finally` stops the
-engine; `ingest` is not a generator Gradio could stop, so Stop leaves it to finish (it saves the message or
+engine (and ends the answer's server-side task: leaving the page only stops following it, see `ui.follow`);
+`ingest` is not a generator Gradio could stop, so Stop leaves it to finish (it saves the message or
 refuses it) rather than strand a message with no answer. Leaving the conversation (new, switch, delete,
 clear) cancels both. `/chat` does its checks, decoding and answer in a group of its own, so it never holds an
 engine slot while it decodes a video; the engine runner bounds the answers themselves. Cheap UI events are
@@ -23,6 +24,7 @@ from gradio.events import Dependency
 from ixc_app.ui.api import API_DESCRIPTION, ChatApi
 from ixc_app.ui.chat_handlers import ChatHandlers
 from ixc_app.ui.errors import INSTANT
+from ixc_app.ui.follow import AnswerFollower, wire_follow
 from ixc_app.ui.layout import ChatView
 
 ENGINE_GROUP = "engine"
@@ -92,7 +94,8 @@ def wire_chat(
         ingested.success(handlers.refresh_list, [view.browser], [view.conversations], **quick)
         return ingested, answer_then_settle(ingested)
 
-    demo.load(handlers.load, [view.browser], view_outputs, **quick)
+    follower = AnswerFollower(handlers)
+    resumed = wire_follow(view, follower, demo.load(handlers.load, [view.browser], view_outputs, **quick))
     demo.load(None, js=EDIT_KEYS_JS)
 
     from_example = view.chatbot.example_select(handlers.example, None, [view.textbox], **quick)
@@ -111,7 +114,7 @@ def wire_chat(
             view.chatbot.edit(handlers.edit, [view.browser], [view.textbox, view.chatbot], **quick)
         )
     )
-    view.textbox.stop(None, None, None, cancels=answers, queue=False, api_visibility=PRIVATE)
+    view.textbox.stop(follower.stop, [view.browser], None, cancels=[*answers, resumed], **quick)
     running = [*(ingested for ingested, _ in sent), *answers]
 
     view.chatbot.undo(handlers.undo, [view.browser], [view.chatbot, view.textbox], **quick)

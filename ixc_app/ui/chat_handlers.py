@@ -27,9 +27,10 @@ from ixc_app.chat import (
     with_settings,
 )
 from ixc_app.chat.ingest import with_text_files
-from ixc_app.chat.service import AnswerFailed, ChatService, Draft, user_text
+from ixc_app.chat.service import ChatService, Draft, user_text
 from ixc_app.ui.errors import user_errors
 from ixc_app.ui.examples import Example
+from ixc_app.ui.follow import follow_answer
 from ixc_app.ui.identity import BrowserSession
 from ixc_app.ui.settings_form import by_name, form_values, settings_from_form
 
@@ -195,7 +196,8 @@ class ChatHandlers:
         )
 
     def answer(self, stored: Any, *settings_values: Any) -> Iterator[gr.Chatbot]:
-        """Stream the answer to the open conversation's last message (engine concurrency group)."""
+        """Start the answer to the open conversation's last message on the server and follow it (engine
+        concurrency group); a reload ends only the following (`ui.follow`)."""
         session = browser_session(stored)
         conv = self._require_current(session)
         with user_errors():
@@ -207,12 +209,9 @@ class ChatHandlers:
                 self.service.store.put(conv)
                 raise
         _dropped_notice(prepared)
-        try:
-            for partial in self.service.answer(conv, prepared):
-                yield self._chatbot(partial)
-        except AnswerFailed as exc:
-            yield self._chatbot(self._current(session))
-            raise gr.Error(str(exc), print_exception=False) from exc
+        with user_errors():
+            task = self.service.start(conv, prepared)
+        yield from follow_answer(task, self._chatbot)
 
     def settle(self, stored: Any) -> tuple[Any, ...]:
         """After an answer ends, however it ended: the composer back, and the conversation as saved."""

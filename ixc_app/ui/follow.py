@@ -1,0 +1,92 @@
+"""The page follows answers that run on the server; it does not own them.
+
+An answer runs in a server-side task (`chat.answers`), so a reload or a lost connection only ends the page's
+view of it: Gradio closes the event's generator, the task writes on. The answer event and the follow event
+after a page load both render the task as it streams; Stop is the one event that ends the task itself. A page
+loaded while its conversation is still answering shows the composer locked with Stop and follows the answer
+again. The page load also says, once per visitor, when the app had to start from an empty store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+from gradio.events import Dependency
+
+from ixc_app.chat import Conversation
+from ixc_app.chat.answers import AnswerTask
+from ixc_app.ui.identity import BrowserSession, MissingSession
+
+if TYPE_CHECKING:
+    from ixc_app.ui.chat_handlers import ChatHandlers
+    from ixc_app.ui.layout import ChatView
+
+FOLLOW_GROUP = "follow"
+FOLLOW_CONCURRENCY = 16
+"""Pages following an answer at once: each holds a worker thread that mostly waits."""
+
+
+def follow_answer(task: AnswerTask, chatbot: Callable[[Conversation], gr.Chatbot]) -> Iterator[gr.Chatbot]:
+    """The Chatbot each time the answer grows; the task's failure, if any, as a Gradio error at the end."""
+    for partial in task.follow():
+        yield chatbot(partial)
+    if task.error:
+        raise gr.Error(task.error, print_exception=False)
+
+
+class AnswerFollower:
+    def __init__(self, handlers: ChatHandlers) -> None:
+        self.handlers = handlers
+        self.service = handlers.service
+        self._told: set[str] = set()
+
+    def stop(self, stored: Any) -> None:
+        """Stop: end the open conversation's answer on the server (it is saved as stopped)."""
+        session = _session(stored)
+        if session is not None and session.conversation:
+            self.service.stop(session.owner, session.conversation)
+
+    def resume(self, stored: Any) -> Iterator[tuple[Any, ...]]:
+        """After a page load: follow the open conversation's answer if it is still being written."""
+        session = _session(stored)
+        if session is None:
+            return
+        self._startup_notice(session.owner)
+        task = self.service.answering(session.owner, session.conversation) if session.conversation else None
+        if task is None:
+            return
+        locked = gr.MultimodalTextbox(interactive=False, submit_btn=False, stop_btn=True)
+        for chatbot in follow_answer(task, self.handlers._chatbot):
+            yield locked, chatbot, gr.skip()
+        yield self.handlers.settle(stored)
+
+    def _startup_notice(self, owner: str) -> None:
+        recovered = self.service.store.recovered_from
+        if recovered is not None and owner not in self._told:
+            self._told.add(owner)
+            gr.Warning(
+                "The saved conversations could not be read when the app started, so it started with an "
+                "empty history; the damaged copy was kept on the server for its operator."
+            )
+
+
+def _session(stored: Any) -> BrowserSession | None:
+    try:
+        return BrowserSession.parse(stored)
+    except MissingSession:
+        return None
+
+
+def wire_follow(view: ChatView, follower: AnswerFollower, loaded: Dependency) -> Dependency:
+    """Follow a running answer after the page load; returns the event, for Stop to cancel as well."""
+    return loaded.then(
+        follower.resume,
+        [view.browser],
+        [view.textbox, view.chatbot, view.conversations],
+        concurrency_id=FOLLOW_GROUP,
+        concurrency_limit=FOLLOW_CONCURRENCY,
+        api_visibility="private",
+        show_progress="hidden",
+    )
