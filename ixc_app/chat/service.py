@@ -139,11 +139,14 @@ class ChatService:
 
     def ingest(self, files: Sequence[str], progress: Progress | None = None) -> tuple[MediaItem, ...]:
         """Validate and store each uploaded file (sniffed by content; videos decoded to their frame strip),
-        each only if the data dir has room for it (`StorageFull` otherwise)."""
+        each only if the data dir has room for it (`StorageFull` otherwise). A front end removes its raw
+        uploads once read, so a file sent again after a refusal may be gone: that gets a sentence."""
         items = []
         for i, path in enumerate(files):
             step = _sub_progress(progress, i, len(files)) if progress else None
-            self.store.make_room(_file_bytes(path))
+            if not Path(path).is_file():
+                raise InputRejected(f"'{Path(path).name}' is no longer on the server; attach it again.")
+            self.store.make_room(Path(path).stat().st_size)
             items.append(ingest_upload(self.store.media, path, self.limits, progress=step))
         return tuple(items)
 
@@ -319,13 +322,6 @@ def _settle(conv: Conversation, finished: Finished | None, error: str | None, dr
     if finished is None:
         return replace(conv, messages=(*conv.messages[:-1], replace(conv.messages[-1], finish="cancelled")))
     return finish_answer(conv, finished, dropped_messages=dropped)
-
-
-def _file_bytes(path: str) -> int:
-    try:
-        return Path(path).stat().st_size
-    except OSError:
-        return 0
 
 
 def _sub_progress(progress: Progress, index: int, count: int) -> Progress:

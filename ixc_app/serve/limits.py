@@ -11,6 +11,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ixc_app.serve.protocol import error_body
 
+SERVER_ADVICE = "send fewer or smaller images, or raise --max-request-size"
+
 
 class ErrorReply(Exception):
     """An error the server answers with: HTTP status, one sentence, and the OpenAI-style `type`."""
@@ -31,9 +33,10 @@ class BodySizeLimit:
     the cut body is replaced by the 413.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, advice: str = SERVER_ADVICE) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.advice = advice
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,9 +75,6 @@ class BodySizeLimit:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         size = f"{self.max_bytes / 1024**2:g} MB"
         reply = ErrorReply(
-            413,
-            f"The request is over this server's {size} limit; send fewer or smaller images, or raise "
-            "--max-request-size.",
-            "invalid_request_error",
+            413, f"The request is over this server's {size} limit; {self.advice}.", "invalid_request_error"
         )
         await reply.response()(scope, receive, send)

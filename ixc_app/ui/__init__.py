@@ -24,6 +24,7 @@ from ixc_app.ui.examples import chat_examples
 from ixc_app.ui.launch import launch
 from ixc_app.ui.layout import chat_tab, header
 from ixc_app.ui.samples import ensure_samples, samples_folder
+from ixc_app.ui.uploads import forget_served_copy
 
 if TYPE_CHECKING:
     from ixc_app.bootstrap import Services
@@ -45,6 +46,7 @@ def build_app(services: Services) -> gr.Blocks:
     )
     examples = chat_examples(ensure_samples(samples_folder(settings.data_dir)))
     handlers = ChatHandlers(service, examples)
+    services.store.add_deletion_listener(forget_served_copy)
     with gr.Blocks(title="IXC-2.5 Studio", delete_cache=UPLOAD_CACHE_SWEEP, analytics_enabled=False) as demo:
         header(capabilities.is_demo_model)
         with gr.Tabs():

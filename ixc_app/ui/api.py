@@ -23,6 +23,7 @@ from ixc_app.chat.service import AnswerFailed, ChatService, Draft
 from ixc_app.ui.errors import user_errors
 from ixc_app.ui.identity import format_handle, new_owner, parse_handle
 from ixc_app.ui.settings_form import SETTING_NAMES, settings_from_form
+from ixc_app.ui.uploads import discard_uploads
 
 API_DESCRIPTION = (
     "Send a message with optional images and videos and stream the answer. Pass an empty conversation_id to "
@@ -65,7 +66,10 @@ class ChatApi:
             settings = settings_from_form(form, self.service.limits)
             conv = self.service.open_or_new(owner, existing, settings)
             self.service.check_draft(draft, conv)
-            media = self.service.ingest(draft.files)
+            try:
+                media = self.service.ingest(draft.files)
+            finally:
+                discard_uploads(draft.files)
             conv, prepared = self.service.add_message(conv, draft.text, media)
             answer = self.service.answer(conv, prepared)
         handle = format_handle(owner, conv.id)

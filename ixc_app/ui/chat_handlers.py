@@ -33,6 +33,7 @@ from ixc_app.ui.examples import Example
 from ixc_app.ui.follow import follow_answer
 from ixc_app.ui.identity import BrowserSession
 from ixc_app.ui.settings_form import by_name, form_values, settings_from_form
+from ixc_app.ui.uploads import discard_uploads
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +185,10 @@ class ChatHandlers:
             settings = settings_from_form(by_name(settings_values), self.service.limits)
             conv = self.service.open_or_new(session.owner, session.conversation, settings)
             self.service.check_draft(draft, conv)
-            media = self.service.ingest(draft.files, lambda fraction, desc: progress(fraction, desc=desc))
+            try:
+                media = self.service.ingest(draft.files, lambda fraction, desc: progress(fraction, desc=desc))
+            finally:
+                discard_uploads(draft.files)
             conv, _ = self.service.add_message(conv, draft.text, media)
         session = replace(session, conversation=conv.id)
         return (
