@@ -82,9 +82,18 @@ def settled(read: Callable[[], int], quiet_s: float = 0.5, timeout_s: float = 30
     return value
 
 
-def test_chat_and_the_composer_are_the_only_public_endpoints_and_chat_is_typed(app: RunningApp) -> None:
+def test_chat_the_composer_and_the_transfer_are_the_only_public_endpoints_and_chat_is_typed(
+    app: RunningApp,
+) -> None:
     info = app.client().view_api(return_format="dict", print_info=False)
-    assert set(info["named_endpoints"]) == {"/chat", "/compose", "/article_edit", "/article_export"}
+    assert set(info["named_endpoints"]) == {
+        "/chat",
+        "/compose",
+        "/article_edit",
+        "/article_export",
+        "/conversation_export",
+        "/conversation_import",
+    }
     assert info["unnamed_endpoints"] == {}
     chat = info["named_endpoints"]["/chat"]
     assert [p["parameter_name"] for p in chat["parameters"]] == API_PARAMETERS

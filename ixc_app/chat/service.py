@@ -36,6 +36,7 @@ from ixc_app.chat import (
 from ixc_app.chat.answers import AnswerBusy, AnswerTask, AnswerTasks
 from ixc_app.chat.runner import EngineRunner
 from ixc_app.chat.text import clean_text
+from ixc_app.chat.transfer import export_archive, import_archive
 from ixc_app.config import Settings
 from ixc_app.engines.base import EngineCapabilities, EngineError, Finished
 from ixc_app.ixc.prompt import IMAGE_PLACEHOLDER
@@ -188,6 +189,17 @@ class ChatService:
             context_budget=min(self.limits.context_budget, self.capabilities.context_length),
             max_new_tokens_cap=self.limits.max_new_tokens,
         )
+
+    def export(self, owner: str, conversation_id: str, folder: Path) -> Path:
+        """The conversation as a zip in `folder` (`chat.transfer`), for its user to keep."""
+        return export_archive(self.open(owner, conversation_id), self.store.media, folder)
+
+    def import_conversation(self, owner: str, archive: Path) -> Conversation:
+        """An exported conversation as a new conversation of `owner`, its media validated like uploads."""
+        self.store.make_room(archive.stat().st_size)
+        conv = import_archive(archive, owner, self.store.media, self.limits)
+        self.store.put(conv)
+        return conv
 
     def delete(self, owner: str, conversation_id: str) -> bool:
         """Stop its answer, if one is running, and forget the conversation (the engine's caches of it age

@@ -24,6 +24,7 @@ from ixc_app.ui.examples import chat_examples
 from ixc_app.ui.launch import launch
 from ixc_app.ui.layout import chat_tab, header
 from ixc_app.ui.samples import ensure_samples, samples_folder
+from ixc_app.ui.transfer import TransferHandlers, wire_transfer
 from ixc_app.ui.uploads import forget_served_copy
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ def build_app(services: Services) -> gr.Blocks:
                 composer.default_settings(), settings.limits.max_new_tokens, composer.planner.engine_notes()
             )
         wire_chat(demo, view, handlers, ChatApi(service), capabilities.max_concurrency)
+        wire_transfer(view, TransferHandlers(handlers))
         compose_handlers = ComposeHandlers(composer)
         wire_composer(
             view.browser, compose_view, compose_handlers, ComposeApi(composer, compose_handlers),

@@ -21,6 +21,7 @@ from ixc_app.ui.settings_form import (
     MAX_TOP_K,
     SETTING_NAMES,
 )
+from ixc_app.ui.transfer import TransferView, transfer_buttons
 
 # No single `$`: prices ("$5 and $10") are far more common in chat than inline maths written that way.
 LATEX_DELIMITERS = [
@@ -83,6 +84,7 @@ class ChatView:
     textbox: gr.MultimodalTextbox
     settings: SettingsPanel
     api: ApiPorts
+    transfer: TransferView
 
 
 def header(is_demo_model: bool) -> None:
@@ -215,6 +217,7 @@ def chat_tab(settings: Settings, defaults: ChatSettings, examples: list[Example]
                     with gr.Row():
                         delete_for_good = gr.Button("Delete for good", size="sm", variant="stop")
                         keep = gr.Button("Keep it", size="sm")
+            transfer = transfer_buttons()
         with gr.Column(scale=4, elem_classes="chat-column"):
             chatbot = gr.Chatbot(
                 label="Conversation",
@@ -261,4 +264,5 @@ def chat_tab(settings: Settings, defaults: ChatSettings, examples: list[Example]
         textbox=textbox,
         settings=panel,
         api=api_ports(),
+        transfer=transfer,
     )
