@@ -51,11 +51,17 @@ class AnswerFollower:
     def resume(self, stored: Any) -> Iterator[tuple[Any, ...]]:
         """After a page load: follow the open conversation's answer if it is still being written."""
         session = _session(stored)
-        if session is None:
-            return
-        self._startup_notice(session.owner)
-        task = self.service.answering(session.owner, session.conversation) if session.conversation else None
+        if session is not None:
+            self._startup_notice(session.owner)
+        task = (
+            self.service.answering(session.owner, session.conversation)
+            if session and session.conversation
+            else None
+        )
         if task is None:
+            # A generator that ends without a value would set the outputs to None (a null textbox breaks
+            # the page's next upload), so it says "no change" instead.
+            yield gr.skip(), gr.skip(), gr.skip()
             return
         locked = gr.MultimodalTextbox(interactive=False, submit_btn=False, stop_btn=True)
         for chatbot in follow_answer(task, self.handlers._chatbot):
