@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup run test lint bench
+.PHONY: setup run test lint bench lmdeploy-env
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 setup: $(VENV)/.installed
 	bash scripts/ensure-chromium
+
+# The TurboMind engine's environment (lmdeploy 0.7.3, torch 2.6 for CUDA 12), for --engine turbomind or auto.
+lmdeploy-env: $(VENV)/.installed
+	PYTHON=$(PY) bash scripts/setup-lmdeploy $(ARGS)
 
 run: $(VENV)/.installed
 	$(PY) app.py $(ARGS)

@@ -1,8 +1,9 @@
 """LMDeploy's own Python environments, kept apart from the app's and made once per pinned requirements file.
 
 LMDeploy cannot share the app's environment (spec section 6: its huggingface-hub and numpy ranges clash with
-gradio 6), and the releases we need differ by use: 0.7.3 for IXC-2.5 itself (its chat template in the
-contract tests; the TurboMind engine), a later, model-agnostic release for the proxy. Each environment is a
+gradio 6), and the releases we need differ by use: 0.7.3 for IXC-2.5 itself (the TurboMind engine,
+"engine", with torch for CUDA 12; its chat template and command line in the contract tests, "contract",
+without torch), a later, model-agnostic release for the proxy. Each environment is a
 virtualenv in a cache folder outside the repository, named after its requirements file and the hash of that
 file's text, so changing a pin makes a new one and an unchanged file is reused. Every requirements file lists
 its whole dependency closure with exact versions and is installed with `--no-deps`: lmdeploy's own metadata
@@ -10,6 +11,7 @@ both over-constrains (torch <= 2.6 even for the proxy) and under-declares (it im
 `partial-json-parser` without naming them).
 
     python -m ixc_app.lmdeploy_envs proxy contract    # make them (idempotent) and print their python paths
+    python -m ixc_app.lmdeploy_envs engine            # TurboMind's (several GB): scripts/setup-lmdeploy
 
 `IXC_LMDEPLOY_ENVS` moves the cache (default `~/.cache/ixc-studio/lmdeploy-envs`). Making is locked per
 environment, so parallel test sessions wait for one build instead of racing.
@@ -56,12 +58,21 @@ class EnvSpec:
     name: str
     requirements: Path
     purpose: str
+    needs_cuda: bool = False
+    """Only of use with a CUDA GPU: made only when named, and refused where no NVIDIA driver is seen unless
+    forced (an image is built without a GPU)."""
 
     def digest(self) -> str:
         return hashlib.sha256(self.requirements.read_bytes()).hexdigest()[:12]
 
 
 SPECS = {
+    "engine": EnvSpec(
+        "engine",
+        REPO_ROOT / "requirements-lmdeploy.txt",
+        "lmdeploy 0.7.3 with torch 2.6 for CUDA 12: the TurboMind engine's api_server (--engine turbomind)",
+        needs_cuda=True,
+    ),
     "contract": EnvSpec(
         "contract",
         REPO_ROOT / "requirements-lmdeploy-contract.txt",
@@ -90,6 +101,17 @@ def env_dir(spec: EnvSpec) -> Path:
 
 def python_of(env: Path) -> Path:
     return env / "bin" / "python"
+
+
+def find(spec: EnvSpec) -> Path | None:
+    """The environment's python if it is made and ready, without making it."""
+    env = env_dir(spec)
+    return python_of(env) if (env / READY_MARKER).is_file() else None
+
+
+def nvidia_driver_seen() -> bool:
+    """An NVIDIA driver is loaded here (what TurboMind needs; no torch is imported to ask)."""
+    return Path("/proc/driver/nvidia/version").is_file() or shutil.which("nvidia-smi") is not None
 
 
 def ensure(spec: EnvSpec, quiet: bool = True) -> Path:
@@ -145,15 +167,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m ixc_app.lmdeploy_envs",
         description="Make LMDeploy's separate environments (idempotent) and print their python paths.",
     )
-    parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {', '.join(SPECS)} (default: all)")
+    default = [name for name, spec in SPECS.items() if not spec.needs_cuda]
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help=f"any of {', '.join(SPECS)} (default: {' '.join(default)})"
+    )
     parser.add_argument("--verbose", action="store_true", help="show pip's output")
+    parser.add_argument("--force", action="store_true", help="make a CUDA environment without a GPU here")
     args = parser.parse_args(argv)
     unknown = [name for name in args.names if name not in SPECS]
     if unknown:
         parser.error(f"unknown environment {unknown[0]!r}; choose from {', '.join(SPECS)}")
-    for name in args.names or SPECS:
+    for name in args.names or default:
         spec = SPECS[name]
         print(f"{name}: {spec.purpose}", file=sys.stderr)
+        if spec.needs_cuda and not args.force and not nvidia_driver_seen():
+            print(
+                f"error: no NVIDIA driver on this machine, so the {name} environment (several GB) would be "
+                "of no use here: TurboMind needs a CUDA 12 GPU. Run the app with --engine native, or pass "
+                "--force to make it anyway (to build an image for a GPU machine).",
+                file=sys.stderr,
+            )
+            return 1
         try:
             print(ensure(spec, quiet=not args.verbose))
         except EnvUnavailable as exc:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from ixc_app import lmdeploy_envs
 from ixc_app.lmdeploy_envs import READY_MARKER, SPECS, EnvSpec, EnvUnavailable, ensure, env_dir
 
 
@@ -42,3 +43,28 @@ def test_every_pin_is_exact() -> None:
         lines = [line.strip() for line in spec.requirements.read_text().splitlines()]
         pins = [line for line in lines if line and not line.startswith("#")]
         assert pins and all("==" in pin for pin in pins), spec.name
+
+
+def test_the_engine_environment_is_made_only_when_named_and_refused_without_a_gpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It is several GB of CUDA wheels: `python -m ixc_app.lmdeploy_envs` (and `scripts/setup-lmdeploy-envs`)
+    without names makes the others; `scripts/setup-lmdeploy` says plainly why it stops on a CPU machine.
+    `ensure` is replaced by a fake that records what would be made (the real one is tested above)."""
+    monkeypatch.setenv("IXC_LMDEPLOY_ENVS", str(tmp_path / "cache"))
+    monkeypatch.setattr(lmdeploy_envs, "nvidia_driver_seen", lambda: False)
+    made: list[str] = []
+
+    def fake_ensure(spec: EnvSpec, quiet: bool = True) -> Path:
+        made.append(spec.name)
+        return tmp_path
+
+    monkeypatch.setattr(lmdeploy_envs, "ensure", fake_ensure)
+    assert lmdeploy_envs.main([]) == 0
+    assert made == ["contract", "proxy"]
+    assert lmdeploy_envs.main(["engine"]) == 1
+    assert made == ["contract", "proxy"]
+    assert "no NVIDIA driver on this machine" in capsys.readouterr().err
+    assert lmdeploy_envs.find(SPECS["engine"]) is None
+    assert lmdeploy_envs.main(["engine", "--force"]) == 0
+    assert made[-1] == "engine"
