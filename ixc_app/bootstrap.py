@@ -1,14 +1,16 @@
 """The composition root: from settings to a running engine, the store and the use-case services.
 
-This is the only module that knows which engine runs and how it is built (`--engine`: `ENGINE_STARTERS`);
-the front ends (`ui/`, `serve/`) receive `Services` or the engine and talk to it through the `Engine` protocol
-alone. Choosing the model is here too: the real checkpoint when it can run, the tiny demo checkpoint (written
-on first use) when it cannot, or an error under `--strict`.
+This is the only module that knows which engine runs and how it is built (`--engine`: `ENGINE_STARTERS`;
+`auto` picks TurboMind where it can run, native otherwise, and logs why); the front ends (`ui/`, `serve/`)
+receive `Services` or the engine and talk to it through the `Engine` protocol alone. Choosing the model is
+here too: a Hub repo named as the model is downloaded first (`hub`), then the real checkpoint runs when it
+can, the tiny demo checkpoint (written on first use) when it cannot, or an error under `--strict`.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -22,8 +24,10 @@ from ixc_app.compose.service import ComposeService
 from ixc_app.config import TINY_MODEL, ConfigError, Settings, prepare
 from ixc_app.engines.base import Engine
 from ixc_app.engines.native.layout import looks_like_checkpoint
+from ixc_app.hub import fetch_model
 from ixc_app.ixc.template import CHAT_META
 from ixc_app.ixc.tokenizer import TOKENIZER_FILE, Tokenizer, TokenizerError
+from ixc_app.lmdeploy_envs import SPECS, find
 from ixc_app.media import load_rgb
 from ixc_app.serve import ServerConfig
 from ixc_app.serve.inputs import Defaults
@@ -61,7 +65,10 @@ def choose_model(settings: Settings, cuda_available: bool) -> ModelChoice:
     path = Path(settings.model).expanduser()
     if not looks_like_checkpoint(path):
         reason = f"no checkpoint was found at {path}"
-        hint = "download internlm/internlm-xcomposer2d5-7b there or point --model (IXC_MODEL) at it"
+        hint = (
+            "download internlm/internlm-xcomposer2d5-7b there, point --model (IXC_MODEL) at it, or set "
+            "IXC_MODEL=internlm/internlm-xcomposer2d5-7b to download it into the data dir"
+        )
     elif device == "cpu" and settings.device == "auto":
         reason = "no CUDA GPU is visible"
         hint = (
@@ -202,16 +209,104 @@ def _start_remote(settings: Settings) -> tuple[Settings, Engine]:
     return prepare(settings), engine
 
 
+def lmdeploy_python(settings: Settings) -> Path | None:
+    """LMDeploy 0.7.3's python: `--lmdeploy-python`, or the environment `scripts/setup-lmdeploy` made."""
+    if settings.lmdeploy_python:
+        path = Path(settings.lmdeploy_python).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"--lmdeploy-python {path} is not a file; point it at the python of an LMDeploy 0.7.3 "
+                "environment, or leave it empty to use the one scripts/setup-lmdeploy makes."
+            )
+        return path
+    return find(SPECS["engine"])
+
+
+def choose_engine(settings: Settings, cuda: bool, python: Path | None) -> tuple[str, str]:
+    """What `--engine auto` runs, and why: TurboMind needs its environment, a CUDA GPU and the real
+    checkpoint; anything missing makes it the native engine."""
+    model = Path(settings.model).expanduser()
+    if python is None:
+        return "native", "no LMDeploy environment was found (scripts/setup-lmdeploy makes it)"
+    if not cuda:
+        return "native", "no CUDA GPU is visible (TurboMind runs on CUDA only)"
+    if settings.model == TINY_MODEL or not looks_like_checkpoint(model):
+        return "native", f"there is no checkpoint at {model} for TurboMind to serve"
+    return "turbomind", f"the LMDeploy environment ({python}) and a CUDA GPU are there"
+
+
+def _start_auto(settings: Settings) -> tuple[Settings, Engine]:
+    engine, reason = choose_engine(settings, cuda_available(), lmdeploy_python(settings))
+    log.info("--engine auto runs the %s engine because %s", engine, reason)
+    return ENGINE_STARTERS[engine](replace(settings, engine=engine))
+
+
+def _start_turbomind(settings: Settings) -> tuple[Settings, Engine]:
+    """LMDeploy's TurboMind api_server on the real checkpoint, run and supervised by the app."""
+    from ixc_app.engines.turbomind import ApiServerOptions, start_turbomind
+
+    python = lmdeploy_python(settings)
+    if python is None:
+        raise ConfigError(
+            "--engine turbomind needs LMDeploy 0.7.3's environment: make it with scripts/setup-lmdeploy "
+            "(make lmdeploy-env), or pass --lmdeploy-python PATH."
+        )
+    if not cuda_available():
+        raise ConfigError("--engine turbomind needs a CUDA GPU and none is visible; use --engine native.")
+    model = Path(settings.model).expanduser().resolve()
+    if settings.model == TINY_MODEL or not looks_like_checkpoint(model):
+        raise ConfigError(
+            f"--engine turbomind serves the real checkpoint and there is none at {model}; point --model "
+            "(IXC_MODEL) at internlm/internlm-xcomposer2d5-7b's folder, or name the repo to download it."
+        )
+    settings = prepare(settings)
+    options = ApiServerOptions(
+        python=python,
+        model=model,
+        model_name=SERVED_NAME,
+        session_len=settings.limits.context_budget,
+        cache_max_entry_count=settings.cache_max_entry_count,
+        tp=settings.tp,
+        port=_free_loopback_port(),
+        log_level=settings.log_level,
+    )
+    engine = start_turbomind(
+        options,
+        tokenizer=Tokenizer.from_file(model / TOKENIZER_FILE),
+        read_image=load_rgb,
+        log_path=settings.data_dir / "logs" / "turbomind.log",
+        connect_timeout_s=settings.engine_connect_timeout_s,
+        read_timeout_s=settings.engine_read_timeout_s,
+        max_concurrency=settings.engine_concurrency,
+    )
+    log.info("turbomind engine: %s on %s (write mode: none; the composer writes in base mode)", model, python)
+    return settings, engine
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 ENGINE_STARTERS: dict[str, Callable[[Settings], tuple[Settings, Engine]]] = {
     "native": _start_native,
     "remote": _start_remote,
+    "turbomind": _start_turbomind,
+    "auto": _start_auto,
 }
-"""How each `--engine` starts; a new engine kind is one more entry (and one more `config.ENGINES` name)."""
+"""How each `--engine` starts; a new engine kind is one more entry (and one more `engine_options.ENGINES`
+name)."""
 
 
 def start_engine(settings: Settings) -> tuple[Settings, Engine]:
-    """The engine `--engine` names, running, and the settings prepared (`config.prepare`) around it."""
+    """The engine `--engine` names, running, and the settings prepared (`config.prepare`) around it.
+
+    A Hub repo named as the model is downloaded first, where the model could run (`hub.fetch_model`); the
+    remote engine only reads a tokenizer from `--model`, so it downloads nothing."""
     settings = replace(settings, data_dir=settings.data_dir.expanduser().resolve())
+    if settings.engine != "remote":
+        settings = fetch_model(settings, can_run=settings.device == "cpu" or cuda_available())
     return ENGINE_STARTERS[settings.engine](settings)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ixc_app.engine_options import ENGINE_OPTIONS
 from ixc_app.options import (
     Choice,
     Option,
@@ -29,8 +30,6 @@ from ixc_app.options import (
     positive_int,
 )
 
-ENGINES = ("native", "remote")
-"""Our own PyTorch engine, or an OpenAI-compatible server (LMDeploy's api_server or proxy, ixc_app.serve)."""
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "bf16", "fp16", "fp32")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -96,6 +95,9 @@ class Settings:
     engine_connect_timeout_s: float = 10.0
     engine_read_timeout_s: float = 300.0
     engine_concurrency: int = 16
+    lmdeploy_python: str = ""
+    tp: int = 1
+    cache_max_entry_count: float = 0.8
     api_keys: tuple[str, ...] = ()
     max_request_bytes: int = 256 * 1024**2
     served_model_name: str = ""
@@ -270,36 +272,7 @@ OPTIONS: tuple[Option, ...] = (
         is_flag=True,
     ),
     Option("--log-level", "log_level", Choice(LOG_LEVELS), "logging verbosity", _S.log_level),
-    Option(
-        "--engine",
-        "engine",
-        Choice(ENGINES),
-        "native (our PyTorch engine on --model) or remote (an OpenAI-compatible server at --engine-url)",
-        _S.engine,
-    ),
-    Option(
-        "--engine-url", "engine_url", str, "the remote engine's server, e.g. http://HOST:23333", "''", "URL"
-    ),
-    Option("--engine-api-key", "engine_api_key", str, "API key for --engine-url (prefer the variable)", "''"),
-    Option("--engine-model", "engine_model", str, "model id at --engine-url; '' = its IXC-2.5 model", "''"),
-    Option("--engine-tokenizer", "engine_tokenizer", str, "remote: tokenizer.model; '' = --model's", "''"),
-    Option(
-        "--engine-connect-timeout",
-        "engine_connect_timeout_s",
-        positive_float,
-        "seconds to wait for the remote server to accept a connection",
-        str(_S.engine_connect_timeout_s),
-        "S",
-    ),
-    Option(
-        "--engine-read-timeout",
-        "engine_read_timeout_s",
-        positive_float,
-        "seconds the remote server may stay silent (a long prefill counts) before the answer fails",
-        str(_S.engine_read_timeout_s),
-        "S",
-    ),
-    Option("--engine-concurrency", "engine_concurrency", positive_int, "remote answers at once", "16", "N"),
+    *ENGINE_OPTIONS,
     Option("--api-keys", "api_keys", keys, "serve: keys clients must send, comma-separated", "''", "KEYS"),
     Option(
         "--max-request-size",

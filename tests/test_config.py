@@ -155,10 +155,21 @@ def test_prepare_keeps_a_stable_owner_only_secret(tmp_path: Path) -> None:
     assert given.secret == "s3cr3t"
 
 
-@pytest.mark.parametrize("flag", ["--lmdeploy-python"])
-def test_there_are_no_placeholder_engine_flags(flag: str) -> None:
-    with pytest.raises(SystemExit):
-        parse_settings([flag, "x"], {})
+def test_turbomind_settings_from_flags_or_environment() -> None:
+    flags = ["--engine", "turbomind", "--lmdeploy-python", "/envs/lmdeploy/bin/python", "--tp", "2"]
+    settings = parse_settings(flags, {"IXC_CACHE_MAX_ENTRY_COUNT": "0.5"})
+    assert (settings.engine, settings.lmdeploy_python) == ("turbomind", "/envs/lmdeploy/bin/python")
+    assert (settings.tp, settings.cache_max_entry_count) == (2, 0.5)
+    assert parse_settings([], {"IXC_ENGINE": "auto"}).engine == "auto"
+    defaults = parse_settings([], {})
+    assert (defaults.engine, defaults.lmdeploy_python, defaults.tp, defaults.cache_max_entry_count) == (
+        "native",
+        "",
+        1,
+        0.8,
+    )
+    with pytest.raises(ConfigError, match=r"--cache-max-entry-count '1\.5' is not valid"):
+        parse_settings(["--cache-max-entry-count", "1.5"], {})
 
 
 def test_engine_and_server_settings() -> None:
@@ -172,7 +183,8 @@ def test_engine_and_server_settings() -> None:
     assert (settings.engine_read_timeout_s, settings.api_keys) == (30.0, ("a", "b", "c"))
     assert parse_settings(["--max-request-size", "1MB"], {}).max_request_bytes == 1024**2
     with pytest.raises(
-        ConfigError, match="--engine 'turbo' is not valid: 'turbo' is not one of native, remote"
+        ConfigError,
+        match="--engine 'turbo' is not valid: 'turbo' is not one of native, remote, turbomind, auto",
     ):
         parse_settings(["--engine", "turbo"], {})
     with pytest.raises(ConfigError, match="IXC_ENGINE_CONCURRENCY='0' is not valid"):
