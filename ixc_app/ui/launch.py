@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ixc_app.config import SECRET_FILE_NAME, Limits, Settings
 from ixc_app.serve.limits import BodySizeLimit
 from ixc_app.ui.samples import samples_folder
-from ixc_app.ui.style import CSS, THEME
+from ixc_app.ui.style import FAVICON, STYLESHEET, THEME, logo_css
 
 SESSION_CAPACITY = 1000
 """Gradio keeps a copy of the page's component config for each recent session (browser tab or API client),
@@ -70,6 +70,8 @@ def launch(
         ],
         app_kwargs={"middleware": [Middleware(RequestLimits, limits=settings.limits)]},
         theme=THEME,
-        css=CSS,
+        css=logo_css(),
+        css_paths=[STYLESHEET],
+        favicon_path=str(FAVICON),
         prevent_thread_lock=prevent_thread_lock,
     )
