@@ -11,8 +11,17 @@ projector) in bf16 on the device, then prints:
   reads divided by the device's measured copy bandwidth (1.0 would be perfect).
 It should take well under 5 minutes on one modern GPU. `--tiny` (what runs where no GPU is visible) makes
 the same measurements on the CPU with the tiny checkpoint's sizes, so CI keeps the script alive.
+
+`--turbomind` then measures LMDeploy's TurboMind engine the way the app runs it (`--engine turbomind`: the
+managed api_server from the LMDeploy environment, on the real checkpoint at `--model`, through the remote
+engine): prefill tokens/s of a cold `--prefill`-token text prompt (prompt tokens over the time to the first
+token; TurboMind runs without prefix caching, so there is no after-cache figure), and decode tokens/s at
+batch 1 and 8 (streams at once, each asked for `--steps` tokens after a `--context`-token prompt; the tokens
+each stream produced after its first, over the time from the first first token to the last last one). The
+two engines' figures are then side by side in one run, on one GPU. Where TurboMind cannot run (no GPU, no
+LMDeploy environment, no checkpoint) it says so and exits with 1 before measuring anything.
 Run: .venv/bin/python benchmarks/bench_gpu.py [--tiny] [--compile] [--steps N] [--context N] [--prefill N]
-     [--crops N]
+     [--crops N] [--turbomind [--model PATH] [--lmdeploy-python PATH]]
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,10 +39,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ixc_app.engines.base import GenerationParams
+from ixc_app import bootstrap
+from ixc_app.config import DEFAULT_MODEL, Settings, parse_settings
+from ixc_app.engines.base import Delta, Engine, Finished, GenerationParams, Request
 from ixc_app.engines.native.config import ModelConfig, RopeScaling, VisionConfig
 from ixc_app.engines.native.generate import Row, choose
 from ixc_app.engines.native.model import NativeModel
+from ixc_app.ixc.prompt import Turn
 
 FULL = ModelConfig(
     vocab_size=92544,
@@ -158,6 +172,90 @@ def decode_rate(model: NativeModel, device: torch.device, rows: int, context: in
     return rows * steps / timed(device, run, repeat=2)
 
 
+def turbomind_settings(args: argparse.Namespace, data_dir: Path) -> Settings:
+    argv = ["--engine", "turbomind", "--model", args.model, "--data-dir", str(data_dir)]
+    argv += ["--lmdeploy-python", args.lmdeploy_python] if args.lmdeploy_python else []
+    return parse_settings([*argv, "--context-budget", str(max(args.prefill, args.context) + args.steps + 64)])
+
+
+def turbomind_blocker(settings: Settings) -> str:
+    """Why TurboMind cannot run here ('' when it can): the same checks as `--engine auto`."""
+    engine, reason = bootstrap.choose_engine(
+        settings, torch.cuda.is_available(), bootstrap.lmdeploy_python(settings)
+    )
+    return "" if engine == "turbomind" else reason
+
+
+def text_of(engine: Engine, tokens: int, salt: int) -> str:
+    """A text prompt of about `tokens` tokens, different for each `salt` (no prefix shared across prompts)."""
+    words = f"Sample {salt}: the quick brown fox jumps over the lazy dog near river number {salt}. "
+    text = words
+    while len(engine.tokenizer.encode(text, bos=False)) < tokens:
+        text += words
+    return text
+
+
+def ask(engine: Engine, text: str, max_new_tokens: int) -> tuple[float, float, int, int]:
+    """(first token time, last token time, prompt tokens, tokens generated) of one streamed answer."""
+    request = Request(
+        turns=(Turn("user", text),),
+        params=GenerationParams(max_new_tokens=max_new_tokens, do_sample=False),
+        hd_num_single=1,
+        hd_num_multi=1,
+    )
+    first = last = 0.0
+    finished: Finished | None = None
+    for item in engine.stream(request):
+        if isinstance(item, Delta):
+            last = time.perf_counter()
+            first = first or last
+        else:
+            finished = item
+    assert finished is not None
+    return first, last, finished.prompt_tokens, finished.generated_tokens
+
+
+def server_prefill_rate(engine: Engine, count: int) -> float:
+    best = 0.0
+    for salt in range(4):  # the first is a warm-up
+        started = time.perf_counter()
+        first, _, prompt_tokens, _ = ask(engine, text_of(engine, count, salt), 1)
+        if salt:
+            best = max(best, prompt_tokens / (first - started))
+    return best
+
+
+def server_decode_rate(engine: Engine, rows: int, context: int, steps: int) -> float:
+    results: list[tuple[float, float, int, int]] = []
+
+    def one(salt: int) -> None:
+        results.append(ask(engine, "Write a long story. " + text_of(engine, context, 100 + salt), steps))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(rows)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    start, end = min(r[0] for r in results), max(r[1] for r in results)
+    return sum(max(r[3] - 1, 0) for r in results) / (end - start)
+
+
+def measure_turbomind(settings: Settings, count: int, context: int, steps: int) -> None:
+    started = time.perf_counter()
+    settings, engine = bootstrap.start_engine(settings)
+    try:
+        print(f"TurboMind (LMDeploy 0.7.3 api_server, managed) on {settings.model}")
+        print(f"started and healthy in {time.perf_counter() - started:.1f} s (log: {settings.data_dir}/logs)")
+        rate = server_prefill_rate(engine, count)
+        print(f"TurboMind prefill, {count} positions: cold {rate:,.0f} tokens/s (prompt / first token)")
+        server_decode_rate(engine, 1, context, 4)  # warm-up
+        for rows in (1, 8):
+            rate = server_decode_rate(engine, rows, context, steps)
+            print(f"TurboMind decode, batch {rows}, {context}-token prompts: {rate:,.1f} tokens/s")
+    finally:
+        engine.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="the tiny sizes on the CPU")
@@ -166,7 +264,18 @@ def main() -> None:
     parser.add_argument("--context", type=int, default=None, help="cached positions per decoded sequence")
     parser.add_argument("--prefill", type=int, default=None, help="positions per prefill chunk")
     parser.add_argument("--crops", type=int, default=24, help="crops of the encoded image (24: a 4x6 grid)")
+    parser.add_argument("--turbomind", action="store_true", help="also measure TurboMind (see above)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="--turbomind: the real checkpoint's folder")
+    parser.add_argument("--lmdeploy-python", default="", help="--turbomind: LMDeploy 0.7.3's python")
     args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="bench-gpu-")) if args.turbomind else Path()
+    if args.turbomind:
+        args.prefill, args.context = args.prefill or 4096, args.context or 2048
+        args.steps = args.steps or 64
+        blocker = turbomind_blocker(turbomind_settings(args, scratch))
+        if blocker:
+            print(f"TurboMind cannot run here: {blocker}; nothing was measured.")
+            sys.exit(1)
     if not args.tiny and not torch.cuda.is_available():
         print("no CUDA GPU is visible: running the tiny sizes on the CPU (--tiny); these are not GPU figures")
         args.tiny = True
@@ -203,6 +312,8 @@ def main() -> None:
         f"batch-1 step {step * 1000:.2f} ms; floor {floor * 1000:.2f} ms ({weights / 1e9:.2f} GB of weights "
         f"at {bandwidth / 1e9:.0f} GB/s copy bandwidth); ratio {step / floor:.2f}"
     )
+    if args.turbomind:
+        measure_turbomind(turbomind_settings(args, scratch), count, context, steps)
     print(f"(benchmark took {time.perf_counter() - started:.0f} s)")
 
 
