@@ -13,15 +13,13 @@ from typing import Any
 from conftest import REPO_ROOT
 
 
+def run_bench(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_gpu.py"), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, env=env)
+
+
 def test_the_gpu_benchmark_runs_its_tiny_sizes_on_the_cpu() -> None:
-    args = ["--tiny", "--steps", "2", "--context", "16", "--prefill", "32", "--crops", "1"]
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_gpu.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_bench(["--tiny", "--steps", "2", "--context", "16", "--prefill", "32", "--crops", "1"])
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for figure in ("prefill, 32 positions", "through the vision tower", "decode, batch 1", "decode, batch 8"):
@@ -33,14 +31,7 @@ def test_the_turbomind_mode_says_plainly_when_it_cannot_run(tmp_path: Path) -> N
     """No LMDeploy environment, no checkpoint at `--model` (and here no GPU): it measures nothing."""
     args = ["--turbomind", "--tiny", "--model", str(tmp_path / "no-checkpoint")]
     env = {**os.environ, "IXC_LMDEPLOY_ENVS": str(tmp_path / "no-envs")}
-    result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "bench_gpu.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-    )
+    result = run_bench(args, env)
     assert result.returncode == 1, result.stderr
     assert result.stdout.startswith("TurboMind cannot run here: ") and "nothing was measured" in result.stdout
     assert "tokens/s" not in result.stdout
