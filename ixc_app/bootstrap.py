@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ixc_app.chat.preferences import Preferences
 from ixc_app.chat.runner import EngineRunner
 from ixc_app.chat.service import ChatService
 from ixc_app.compose.article_store import ArticleStore
@@ -34,6 +35,9 @@ from ixc_app.serve.inputs import Defaults
 from ixc_app.store import Store
 
 log = logging.getLogger(__name__)
+
+PREFERENCES_DIR_NAME = "preferences"
+"""Under the data dir: each owner's last chat settings (`chat.preferences`)."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +139,7 @@ class Services:
         """The engine first (it ends the streams, which save their answers), then the stores."""
         self.engine.close()
         self.compose.store.close()
+        self.chat.preferences.close()
         self.store.close()
 
 
@@ -142,7 +147,7 @@ def build_services(settings: Settings, engine: Engine) -> Services:
     """The store and the use cases around an engine that is already running (tests pass their own)."""
     store = Store.from_settings(settings)
     runner = EngineRunner(engine)
-    chat = ChatService(settings, runner, store)
+    chat = ChatService(settings, runner, store, Preferences(settings.data_dir / PREFERENCES_DIR_NAME))
     articles = ArticleStore(settings.compose_dir, store.media)
     store.add_reference_source(articles.referenced_media)
     library = Library(articles, store.media, settings.library_dirs, settings.limits)

@@ -161,6 +161,19 @@ class Store:
         if conv.media_keys - old_keys:
             self.enforce_size_bound()
 
+    def update(
+        self, owner: str, conversation_id: str, change: Callable[[Conversation], Conversation]
+    ) -> Conversation | None:
+        """Read, change and save a conversation in one transaction, so that no other save (an answer that
+        ends meanwhile) lands between the read and the write and is undone by it. None if not found."""
+        with self._cache.transact():
+            conv = self.get(owner, conversation_id)
+            if conv is None:
+                return None
+            conv = change(conv)
+            self.put(conv)
+        return conv
+
     def delete(self, owner: str, conversation_id: str) -> bool:
         """Remove the conversation and, at once, the media no one else refers to, so a deleted chat's
         pictures are no longer stored or served. False if not found."""

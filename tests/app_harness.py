@@ -85,6 +85,7 @@ class RunningApp:
         """Stops serving and closes the store; the engine belongs to the test that made it."""
         self.demo.close()
         self.services.compose.store.close()
+        self.services.chat.preferences.close()
         self.store.close()
 
 

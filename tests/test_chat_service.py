@@ -22,6 +22,7 @@ from ixc_app.chat import (
     set_feedback,
     start_answer,
 )
+from ixc_app.chat.preferences import Preferences
 from ixc_app.chat.runner import EngineRunner
 from ixc_app.chat.service import ChatService, InputRejected, user_text
 from ixc_app.engines.base import Delta, EngineCapabilities, Finished, Request, StreamItem
@@ -59,7 +60,9 @@ def engine() -> GatedFakeEngine:
 def service(tmp_path: Path, engine: GatedFakeEngine) -> Iterator[ChatService]:
     settings = app_settings(tmp_path / "data")
     store = Store.from_settings(settings)
-    yield ChatService(settings, EngineRunner(engine), store)  # type: ignore[arg-type]
+    preferences = Preferences(tmp_path / "preferences")
+    yield ChatService(settings, EngineRunner(engine), store, preferences)  # type: ignore[arg-type]
+    preferences.close()
     store.close()
 
 
@@ -151,7 +154,9 @@ def service_with_tokenizer(
     settings = app_settings(tmp_path / "data")
     store = Store.from_settings(settings)
     engine.tokenizer = Tokenizer.from_file(real_tokenizer_path)
-    yield ChatService(settings, EngineRunner(engine), store)  # type: ignore[arg-type]
+    preferences = Preferences(tmp_path / "preferences")
+    yield ChatService(settings, EngineRunner(engine), store, preferences)  # type: ignore[arg-type]
+    preferences.close()
     store.close()
 
 

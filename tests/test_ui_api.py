@@ -33,6 +33,7 @@ API_PARAMETERS = [
     "hd_num_multi",
     "image_mode",
     "use_meta",
+    "meta_instruction",
 ]
 
 
@@ -125,6 +126,16 @@ def test_multi_turn_with_images_and_a_video(app: RunningApp, media: dict[str, Pa
     prompts = [a.stats.prompt_tokens for a in answers]
     assert prompts[0] < prompts[1] < prompts[2], "every turn carries the whole history, images included"
     assert answers[2].stats.cached_tokens > 0, "a follow-up reuses the conversation's engine session"
+
+
+def test_a_custom_system_prompt_is_kept_with_the_conversation(app: RunningApp) -> None:
+    client = app.client()
+    _, handle = send(client, "Ahoy?", meta_instruction="You are a pirate.")[-1]
+    conv = app.store.get(*parse_handle(handle))
+    assert conv is not None and conv.settings.meta_instruction == "You are a pirate."
+    _, handle = send(client, "Hello?")[-1]
+    conv = app.store.get(*parse_handle(handle))
+    assert conv is not None and conv.settings.meta_instruction is None  # the official one
 
 
 def test_streaming_yields_several_growing_deltas(app: RunningApp) -> None:

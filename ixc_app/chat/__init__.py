@@ -10,8 +10,10 @@ State (frozen dataclasses, JSON round trip with `Conversation.to_dict()` / `Conv
   poster_key, playable)`: an image, or a video with its derived frame strip and poster.
 - `GenerationStats(prompt_tokens, generated_tokens, cached_tokens, time_to_first_token_s, total_s,
   dropped_messages)`.
-- `ChatSettings(params: GenerationParams, hd_num_single, hd_num_multi, image_mode, use_meta)`;
-  `image_mode` "auto" | "single" | "multi" (see its docstring).
+- `ChatSettings(params: GenerationParams, hd_num_single, hd_num_multi, image_mode, use_meta,
+  meta_instruction)`; `image_mode` "auto" | "single" | "multi" (see its docstring); `meta_instruction` None
+  is the official system prompt (`chat.request.DEFAULT_META_INSTRUCTION`).
+- `chat.preferences.Preferences`: each owner's last settings, what their new conversations start from.
 
 Operations (each returns a new Conversation; `ConversationError` carries a one-sentence message):
 `new_conversation(owner, settings=None)`, `add_user_message(conv, text, media=())`, `start_answer(conv)`,

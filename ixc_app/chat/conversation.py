@@ -91,6 +91,8 @@ class ChatSettings:
     `image_mode` chooses the crop budget: `auto` is the reference rule (`hd_num_single` when the request holds
     one image, `hd_num_multi` for each image when it holds several); `single` gives every image the single
     budget (more detail, more tokens); `multi` gives every image the multi budget, even a lone one (cheaper).
+    `meta_instruction` is the user's own system prompt, sent when `use_meta` is on; None sends the model's
+    official one (`chat.request.DEFAULT_META_INSTRUCTION`), so the default stays exactly the reference's.
     """
 
     params: GenerationParams = field(default_factory=GenerationParams)
@@ -98,6 +100,20 @@ class ChatSettings:
     hd_num_multi: int = 6
     image_mode: ImageMode = "auto"
     use_meta: bool = True
+    meta_instruction: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChatSettings:
+        """Settings saved by any version: unknown fields are ignored, missing ones take their default."""
+        return cls(
+            **{
+                **_known(cls, data),
+                "params": GenerationParams(**_known(GenerationParams, data.get("params") or {})),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -116,7 +132,6 @@ class Conversation:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Conversation:
-        settings = data.get("settings") or {}
         return cls(
             id=data["id"],
             owner=data["owner"],
@@ -124,12 +139,7 @@ class Conversation:
             created=data["created"],
             updated=data["updated"],
             messages=tuple(_message_from_dict(m) for m in data.get("messages", ())),
-            settings=ChatSettings(
-                **{
-                    **_known(ChatSettings, settings),
-                    "params": GenerationParams(**_known(GenerationParams, settings.get("params") or {})),
-                }
-            ),
+            settings=ChatSettings.from_dict(data.get("settings") or {}),
         )
 
     @property

@@ -22,12 +22,25 @@ from ixc_app.ixc.tokenizer import Tokenizer
 MediaPath = Callable[[str], Path | str]
 """Where the media store keeps the file of a key (`MediaStore.path`)."""
 
+DEFAULT_META_INSTRUCTION = CHAT_META
+"""The model's official chat system prompt, what a conversation sends unless its user wrote their own."""
+
 TRIM_TO = 0.75
 """When old turns must go, the prompt is cut to this share of the room, so the next turns keep the same
 start and reuse the engine's cached prefix (see `fit_to_context`)."""
 
 
-__all__ = ["ContextBudgetExceeded", "MediaPath", "PreparedRequest", "hd_nums", "image_ref", "to_request"]
+__all__ = [
+    "DEFAULT_META_INSTRUCTION",
+    "ContextBudgetExceeded",
+    "MediaPath",
+    "PreparedRequest",
+    "custom_meta_instruction",
+    "hd_nums",
+    "image_ref",
+    "meta_instruction",
+    "to_request",
+]
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,20 @@ def hd_nums(settings: ChatSettings) -> tuple[int, int]:
     return settings.hd_num_single, settings.hd_num_multi
 
 
+def custom_meta_instruction(text: str) -> str | None:
+    """What to keep of a system prompt the user typed: None for the official one or a blank box (the
+    official one is then sent byte for byte, whatever a browser did to its line ends)."""
+    text = text.replace("\r\n", "\n")
+    return None if not text.strip() or text == DEFAULT_META_INSTRUCTION else text
+
+
+def meta_instruction(settings: ChatSettings) -> str | None:
+    """The system turn's text for these settings, None for no system turn."""
+    if not settings.use_meta:
+        return None
+    return settings.meta_instruction or DEFAULT_META_INSTRUCTION
+
+
 def to_request(
     conv: Conversation,
     tokenizer: Tokenizer,
@@ -98,7 +125,7 @@ def to_request(
     params = settings.params
     if max_new_tokens_cap is not None and params.max_new_tokens > max_new_tokens_cap:
         params = replace(params, max_new_tokens=max_new_tokens_cap)
-    meta = CHAT_META if settings.use_meta else None
+    meta = meta_instruction(settings)
     single, multi = hd_nums(settings)
     plan = fit_to_context(
         to_turns(messages, media_path),

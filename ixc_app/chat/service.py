@@ -34,6 +34,7 @@ from ixc_app.chat import (
     to_request,
 )
 from ixc_app.chat.answers import AnswerBusy, AnswerTask, AnswerTasks
+from ixc_app.chat.preferences import Preferences
 from ixc_app.chat.runner import EngineRunner
 from ixc_app.chat.text import clean_text
 from ixc_app.chat.transfer import export_archive, import_archive
@@ -72,11 +73,14 @@ class Draft:
 
 
 class ChatService:
-    def __init__(self, settings: Settings, runner: EngineRunner, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, runner: EngineRunner, store: Store, preferences: Preferences
+    ) -> None:
         self.settings = settings
         self.limits = settings.limits
         self.runner = runner
         self.store = store
+        self.preferences = preferences
         self.answers = AnswerTasks()
         self._mark_interrupted()
 
@@ -88,10 +92,19 @@ class ChatService:
     def capabilities(self) -> EngineCapabilities:
         return self.runner.engine.capabilities
 
-    def default_settings(self) -> ChatSettings:
-        return ChatSettings(
+    def default_settings(self, owner: str | None = None) -> ChatSettings:
+        """What a new conversation starts with: the owner's last settings, else the app's defaults."""
+        app_defaults = ChatSettings(
             hd_num_single=self.settings.hd_num_single, hd_num_multi=self.settings.hd_num_multi
         )
+        return app_defaults if owner is None else self.preferences.settings(owner, app_defaults)
+
+    def remember_settings(self, owner: str, conversation_id: str, settings: ChatSettings) -> None:
+        """Settings the user just changed: the open conversation keeps them (if one is open) and they
+        become the owner's defaults for new conversations."""
+        self.preferences.remember(owner, settings)
+        if conversation_id:
+            self.store.update(owner, conversation_id, lambda conv: replace(conv, settings=settings))
 
     def media_path(self, key: str) -> Path:
         return self.store.media.path(key)

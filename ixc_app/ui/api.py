@@ -51,6 +51,7 @@ class ChatApi:
         hd_num_multi: float | None = None,
         image_mode: str | None = None,
         use_meta: bool | None = None,
+        meta_instruction: str | None = None,
     ) -> Iterator[tuple[str, str]]:
         """Everything the browser does in three events, in one: check, ingest, answer.
 

@@ -124,6 +124,15 @@ def wire_chat(
     view.conversations.input(
         handlers.switch, [view.browser, view.conversations], view_outputs, cancels=running, **quick
     )
+    # A textbox emptied by the user raises no input event in Gradio 6; leaving it still saves it.
+    gr.on(
+        [*(component.input for component in settings), view.settings.meta_instruction.blur],
+        handlers.remember_settings,
+        [view.browser, *settings],
+        None,
+        trigger_mode="always_last",
+        **quick,
+    )
     view.rename.click(handlers.rename, [view.browser, view.title], [view.conversations], **quick)
     view.title.submit(handlers.rename, [view.browser, view.title], [view.conversations], **quick)
     view.delete.click(handlers.ask_delete, None, [view.confirm_delete], **quick)

@@ -95,7 +95,7 @@ class ChatHandlers:
 
     def _view(self, session: BrowserSession, conv: Conversation | None) -> tuple[Any, ...]:
         """Everything that shows which conversation is open: see `ChatEvents.view_outputs`."""
-        settings = conv.settings if conv is not None else self.service.default_settings()
+        settings = conv.settings if conv is not None else self.service.default_settings(session.owner)
         return (
             session.to_value(),
             self.conversation_list(session),
@@ -151,6 +151,13 @@ class ChatHandlers:
             self.service.delete(session.owner, session.conversation)
             gr.Info("The conversation was deleted.")
         return self._view(replace(session, conversation=""), None)
+
+    def remember_settings(self, stored: Any, *settings_values: Any) -> None:
+        """A setting was changed: kept at once for the open conversation and as this user's defaults."""
+        session = browser_session(stored)
+        with user_errors():
+            settings = settings_from_form(by_name(settings_values), self.service.limits)
+        self.service.remember_settings(session.owner, session.conversation, settings)
 
     # Sending a message
 

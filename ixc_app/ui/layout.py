@@ -20,6 +20,8 @@ from ixc_app.ui.settings_form import (
     MAX_TEMPERATURE,
     MAX_TOP_K,
     SETTING_NAMES,
+    by_name,
+    form_values,
 )
 from ixc_app.ui.transfer import TransferView, transfer_buttons
 
@@ -50,6 +52,7 @@ class SettingsPanel:
     hd_num_multi: gr.Slider
     image_mode: gr.Radio
     use_meta: gr.Checkbox
+    meta_instruction: gr.Textbox
 
     @property
     def components(self) -> list[gr.components.Component]:
@@ -173,6 +176,14 @@ def settings_panel(settings: Settings, defaults: ChatSettings) -> SettingsPanel:
             label="Use the system prompt (meta instruction)",
             info="The model's own introduction, sent before the conversation.",
         )
+        meta_instruction = gr.Textbox(
+            value=by_name(form_values(defaults))["meta_instruction"],
+            label="System prompt",
+            info="Edit it to give this conversation your own instructions; empty it to restore the model's.",
+            lines=4,
+            max_lines=12,
+            elem_id="meta-instruction",
+        )
     return SettingsPanel(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
@@ -184,6 +195,7 @@ def settings_panel(settings: Settings, defaults: ChatSettings) -> SettingsPanel:
         hd_num_multi=hd_num_multi,
         image_mode=image_mode,
         use_meta=use_meta,
+        meta_instruction=meta_instruction,
     )
 
 

