@@ -110,3 +110,59 @@ def test_settings_are_kept_when_changed_and_new_conversations_start_from_them(
     assert max_new_tokens(stranger) != "9"
     stranger.context.close()
     context.close()
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def in_view(page: Any, selector: str) -> bool:
+    """Whether the element lies wholly inside the first screen of the page, as it is before any scrolling
+    (so a page the browser scrolled to a focused element does not count as fitting)."""
+    box = page.locator(selector).first.bounding_box()
+    scroll_x, scroll_y = page.evaluate("[window.scrollX, window.scrollY]")
+    viewport = page.viewport_size
+    if box is None:
+        return False
+    left, top = box["x"] + scroll_x, box["y"] + scroll_y
+    return (
+        left >= 0
+        and top >= 0
+        and left + box["width"] <= viewport["width"]
+        and top + box["height"] <= viewport["height"]
+    )
+
+
+def test_on_a_phone_the_list_is_a_drawer_and_the_composer_is_on_the_first_screen(
+    app: RunningApp, chromium: Any
+) -> None:
+    context = chromium.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    page = context.new_page()
+    open_app(page, app.url)
+    wait_until(lambda: not in_view(page, "#new-conversation"), "the drawer is folded")
+    page.wait_for_timeout(400)  # the drawer's slide
+    shot(page, "ux-9-phone", full_page=False)
+    assert in_view(page, "#composer textarea")
+
+    # The drawer opens over the chat, and picking a conversation folds it again.
+    send(page, "On the go")
+    page.locator("#conversation-drawer .toggle-button").click()
+    wait_until(lambda: in_view(page, "#new-conversation"), "the drawer is open")
+    page.wait_for_timeout(400)
+    shot(page, "ux-9-phone-drawer", full_page=False)
+    page.locator("#new-conversation").click()
+    wait_until(lambda: not in_view(page, "#new-conversation"), "the drawer folds for a new conversation")
+    page.locator("#conversation-drawer .toggle-button").click()
+    wait_until(lambda: in_view(page, "#new-conversation"), "the drawer is open again")
+    page.locator("#conversation-list").get_by_text("On the go").click()
+    wait_until(lambda: not in_view(page, "#new-conversation"), "the drawer folds after a choice")
+    page.get_by_test_id("user").get_by_text("On the go").wait_for()
+    assert in_view(page, "#composer textarea")
+    context.close()
+
+    # On a wide screen the list stays beside the chat.
+    wide = chromium.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    open_app(wide, app.url)
+    wide.wait_for_timeout(400)
+    assert in_view(wide, "#new-conversation")
+    shot(wide, "ux-9-wide", full_page=False)
+    wide.context.close()

@@ -23,6 +23,7 @@ from gradio.events import Dependency
 
 from ixc_app.ui.api import API_DESCRIPTION, ChatApi
 from ixc_app.ui.chat_handlers import ChatHandlers
+from ixc_app.ui.drawer import wire_drawer
 from ixc_app.ui.errors import INSTANT
 from ixc_app.ui.follow import AnswerFollower, wire_follow
 from ixc_app.ui.layout import ChatView
@@ -97,6 +98,7 @@ def wire_chat(
     follower = AnswerFollower(handlers)
     resumed = wire_follow(view, follower, demo.load(handlers.load, [view.browser], view_outputs, **quick))
     demo.load(None, js=EDIT_KEYS_JS)
+    wire_drawer(demo, [view.new_chat, view.conversations])
 
     from_example = view.chatbot.example_select(handlers.example, None, [view.textbox], **quick)
     sent = [

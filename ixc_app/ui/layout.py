@@ -13,6 +13,7 @@ import gradio as gr
 from ixc_app.chat import ChatSettings
 from ixc_app.config import Settings
 from ixc_app.media.validate import TEXT_EXTENSIONS
+from ixc_app.ui.drawer import conversation_drawer
 from ixc_app.ui.examples import Example
 from ixc_app.ui.settings_form import (
     MAX_HD_NUM,
@@ -106,7 +107,7 @@ def demo_banner_text() -> str:
     """The same sentence for every visitor: why the demo model runs (it may name server paths) is logged at
     startup, not shown in the page."""
     return (
-        "**Demo model: answers are random noise.** The app is running a tiny random-weight checkpoint "
+        "**Demo model: answers are random noise.**\n\nThe app is running a tiny random-weight checkpoint "
         "(the server log says why). To chat with the real model, download "
         "`internlm/internlm-xcomposer2d5-7b` and start the app with `python app.py --model PATH` "
         "(or set `IXC_MODEL=PATH`)."
@@ -214,7 +215,7 @@ def api_ports() -> ApiPorts:
 def chat_tab(settings: Settings, defaults: ChatSettings, examples: list[Example]) -> ChatView:
     browser = gr.BrowserState(None, storage_key="ixc-studio-session", secret=settings.secret)
     with gr.Row(equal_height=False):
-        with gr.Column(scale=1, min_width=240, elem_classes="sidebar-column"):
+        with conversation_drawer():
             new_chat = gr.Button("New conversation", variant="primary", elem_id="new-conversation")
             conversations = gr.Radio(
                 [], label="Conversations", elem_classes="conversation-list", elem_id="conversation-list"
