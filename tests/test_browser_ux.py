@@ -5,15 +5,12 @@ processed, and the page in English or Chinese. Screenshots go to `test-artifacts
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from app_harness import RunningApp
 from test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    _require_chromium,
+    browser,  # noqa: F401 (the fixture of the main story, shared)
     open_app,
     send,
     set_max_new_tokens,
@@ -24,17 +21,6 @@ from test_browser import (
 pytestmark = pytest.mark.browser
 
 PIRATE = "You are a pirate. Answer in one sentence."
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    _require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 def max_new_tokens(page: Any) -> str:
@@ -63,9 +49,10 @@ def set_system_prompt(page: Any, text: str) -> None:
 
 
 def test_settings_are_kept_when_changed_and_new_conversations_start_from_them(
-    app: RunningApp, chromium: Any
+    app: RunningApp,
+    browser: Any,  # noqa: F811 (the fixture imported above)
 ) -> None:
-    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     open_app(page, app.url)
     open_settings(page)
@@ -104,7 +91,7 @@ def test_settings_are_kept_when_changed_and_new_conversations_start_from_them(
     wait_until(
         lambda: system_prompt(page).startswith("You are an AI assistant"), "the official prompt is back"
     )
-    stranger = chromium.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    stranger = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     open_app(stranger, app.url)
     open_settings(stranger)
     assert max_new_tokens(stranger) != "9"
@@ -133,9 +120,10 @@ def in_view(page: Any, selector: str) -> bool:
 
 
 def test_on_a_phone_the_list_is_a_drawer_and_the_composer_is_on_the_first_screen(
-    app: RunningApp, chromium: Any
+    app: RunningApp,
+    browser: Any,  # noqa: F811 (the fixture imported above)
 ) -> None:
-    context = chromium.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
     page = context.new_page()
     open_app(page, app.url)
     wait_until(lambda: not in_view(page, "#new-conversation"), "the drawer is folded")
@@ -160,7 +148,7 @@ def test_on_a_phone_the_list_is_a_drawer_and_the_composer_is_on_the_first_screen
     context.close()
 
     # On a wide screen the list stays beside the chat.
-    wide = chromium.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    wide = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     open_app(wide, app.url)
     wide.wait_for_timeout(400)
     assert in_view(wide, "#new-conversation")

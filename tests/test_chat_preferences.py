@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from app_harness import app_settings
+from test_template import CHAT_META_TEXT as OFFICIAL
 
 from ixc_app.chat import ChatSettings, add_user_message, new_conversation, to_request
 from ixc_app.chat.preferences import Preferences
@@ -30,16 +31,6 @@ from ixc_app.ui.settings_form import by_name, form_values, settings_from_form
 OWNER = "owner-token-aaaaaaaaaaaa"
 OTHER = "owner-token-bbbbbbbbbbbb"
 PIRATE = "You are a pirate.\nAnswer in one sentence."
-OFFICIAL = (
-    "You are an AI assistant whose name is InternLM-XComposer (浦语·灵笔).\n"
-    "- InternLM-XComposer (浦语·灵笔) is a multi-modality conversational language model that is developed by "
-    "Shanghai AI Laboratory (上海人工智能实验室). It is designed to be helpful, honest, and harmless.\n"
-    "- InternLM-XComposer (浦语·灵笔) can understand and communicate fluently in the language chosen by the "
-    "user such as English and 中文.\n"
-    "- InternLM-XComposer (浦语·灵笔) is capable of comprehending and articulating responses effectively "
-    "based on the provided image."
-)
-"""The reference's default chat meta instruction, as ../shared/spec/ixc25.md spells it."""
 
 
 class NoEngine:
