@@ -119,6 +119,19 @@ def in_view(page: Any, selector: str) -> bool:
     )
 
 
+def uncovered(page: Any, selector: str) -> bool:
+    """Whether what the user sees at the element's centre is the element itself, not a drawer over it."""
+    return bool(
+        page.locator(selector).first.evaluate(
+            """element => {
+              const box = element.getBoundingClientRect();
+              const seen = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
+              return seen !== null && (element === seen || element.contains(seen));
+            }"""
+        )
+    )
+
+
 def test_on_a_phone_the_list_is_a_drawer_and_the_composer_is_on_the_first_screen(
     app: RunningApp,
     browser: Any,  # noqa: F811 (the fixture imported above)
@@ -126,10 +139,10 @@ def test_on_a_phone_the_list_is_a_drawer_and_the_composer_is_on_the_first_screen
     context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
     page = context.new_page()
     open_app(page, app.url)
-    wait_until(lambda: not in_view(page, "#new-conversation"), "the drawer is folded")
     page.wait_for_timeout(400)  # the drawer's slide
+    wait_until(lambda: not in_view(page, "#new-conversation"), "the drawer is folded")
     shot(page, "ux-9-phone", full_page=False)
-    assert in_view(page, "#composer textarea")
+    assert in_view(page, "#composer textarea") and uncovered(page, "#composer textarea")
 
     # The drawer opens over the chat, and picking a conversation folds it again.
     send(page, "On the go")
@@ -144,7 +157,7 @@ def test_on_a_phone_the_list_is_a_drawer_and_the_composer_is_on_the_first_screen
     page.locator("#conversation-list").get_by_text("On the go").click()
     wait_until(lambda: not in_view(page, "#new-conversation"), "the drawer folds after a choice")
     page.get_by_test_id("user").get_by_text("On the go").wait_for()
-    assert in_view(page, "#composer textarea")
+    assert in_view(page, "#composer textarea") and uncovered(page, "#composer textarea")
     context.close()
 
     # On a wide screen the list stays beside the chat.
