@@ -157,7 +157,10 @@ def test_on_a_phone_the_list_is_a_drawer_and_the_composer_is_on_the_first_screen
     page.locator("#conversation-list").get_by_text("On the go").click()
     wait_until(lambda: not in_view(page, "#new-conversation"), "the drawer folds after a choice")
     page.get_by_test_id("user").get_by_text("On the go").wait_for()
-    assert in_view(page, "#composer textarea") and uncovered(page, "#composer textarea")
+    wait_until(
+        lambda: in_view(page, "#composer textarea") and uncovered(page, "#composer textarea"),
+        "the composer is in sight once the drawer has slid away",
+    )
     context.close()
 
     # On a wide screen the list stays beside the chat.
