@@ -23,6 +23,7 @@ from test_ui_api import send, wait_for
 
 from ixc_app.chat import ChatSettings, Conversation, add_user_message, new_conversation
 from ixc_app.chat import service as chat_service
+from ixc_app.chat.preferences import Preferences
 from ixc_app.chat.runner import EngineRunner
 from ixc_app.chat.service import ChatService, InputRejected
 from ixc_app.ixc.tokenizer import Tokenizer
@@ -61,7 +62,8 @@ def handlers(tmp_path: Path, real_tokenizer_path: Path) -> Iterator[tuple[ChatHa
     engine.tokenizer = Tokenizer.from_file(real_tokenizer_path)
     settings = app_settings(tmp_path / "data")
     store = Store.from_settings(settings)
-    yield ChatHandlers(ChatService(settings, EngineRunner(engine), store), examples=[]), engine  # type: ignore[arg-type]
+    service = ChatService(settings, EngineRunner(engine), store, Preferences(tmp_path / "preferences"))  # type: ignore[arg-type]
+    yield ChatHandlers(service, examples=[]), engine
     store.close()
 
 

@@ -21,6 +21,7 @@ from test_store import ALICE, BOB, LIMITS, answered, open_store
 from test_ui_api import send
 
 from ixc_app.chat import ingest_upload, new_conversation
+from ixc_app.chat.preferences import Preferences
 from ixc_app.chat.runner import EngineRunner
 from ixc_app.chat.service import ChatService
 from ixc_app.ixc.tokenizer import Tokenizer
@@ -43,7 +44,7 @@ def files_under(folder: Path) -> list[Path]:
 def service(tmp_path: Path) -> Iterator[ChatService]:
     settings = app_settings(tmp_path / "data")
     store = Store.from_settings(settings)
-    yield ChatService(settings, EngineRunner(GatedFakeEngine()), store)  # type: ignore[arg-type]
+    yield ChatService(settings, EngineRunner(GatedFakeEngine()), store, Preferences(tmp_path / "preferences"))  # type: ignore[arg-type]
     store.close()
 
 

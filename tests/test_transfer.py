@@ -15,6 +15,7 @@ from gradio_client import Client, handle_file
 from test_chat_service import GatedFakeEngine
 from test_ui_api import send
 
+from ixc_app.chat.preferences import Preferences
 from ixc_app.chat.runner import EngineRunner
 from ixc_app.chat.service import ChatService
 from ixc_app.chat.transfer import CONVERSATION_FILE, FORMAT, VERSION, ImportRejected
@@ -53,7 +54,7 @@ def test_a_conversation_exported_and_imported_through_the_api_keeps_its_turns_an
 def service(tmp_path: Path) -> Iterator[ChatService]:
     settings = app_settings(tmp_path / "data", max_files_per_conversation=4)
     store = Store.from_settings(settings)
-    yield ChatService(settings, EngineRunner(GatedFakeEngine()), store)  # type: ignore[arg-type]
+    yield ChatService(settings, EngineRunner(GatedFakeEngine()), store, Preferences(tmp_path / "preferences"))  # type: ignore[arg-type]
     store.close()
 
 
