@@ -149,7 +149,12 @@ def main() -> None:
     Image.new("RGB", (448, 448), (30, 120, 200)).save(image)
     picture = ImageRef("square", str(image), 448, 448)
     engine = NativeEngine.from_pretrained(
-        checkpoint, read_image=load_rgb, cache_budget_bytes=256 * 1024**2, feature_cache_bytes=0
+        checkpoint,
+        read_image=load_rgb,
+        cache_budget_bytes=256 * 1024**2,
+        feature_cache_bytes=0,
+        batch_limit=8,
+        prefill_chunk=1024,
     )
     ask = Request(
         turns=(Turn("user", "What is in the picture?", (picture,)),),

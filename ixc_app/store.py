@@ -257,7 +257,11 @@ class Store:
                 evicted.append(entry.key)
             if size > target:
                 log.warning(
-                    "the data dir holds %d bytes, over its bound of %d, but the rest is in use", size, target
+                    "the data dir holds %d bytes and needs room for %d more under its bound of %d bytes, "
+                    "but the rest is in use",
+                    size,
+                    self.max_bytes - target,
+                    self.max_bytes,
                 )
         if evicted:
             log.info("evicted %d unreferenced media files (%d -> %d bytes)", len(evicted), before, size)

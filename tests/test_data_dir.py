@@ -49,7 +49,7 @@ def service(tmp_path: Path) -> Iterator[ChatService]:
 
 
 def test_the_bound_counts_raw_uploads_and_refuses_an_upload_that_does_not_fit(
-    tmp_path: Path, service: ChatService
+    tmp_path: Path, service: ChatService, caplog: pytest.LogCaptureFixture
 ) -> None:
     uploads = service.settings.data_dir / "uploads"
     uploads.mkdir()
@@ -64,6 +64,7 @@ def test_the_bound_counts_raw_uploads_and_refuses_an_upload_that_does_not_fit(
 
     assert files_under(service.settings.media_dir) == media_before
     assert service.store.size_bytes() <= service.store.max_bytes
+    assert f"under its bound of {service.store.max_bytes} bytes" in caplog.text
 
 
 def test_an_upload_evicts_unreferenced_media_to_make_room(tmp_path: Path, service: ChatService) -> None:
