@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from app_harness import RunningApp, write_png
+from app_harness import RunningApp, app_settings, start_app, write_png
 
 pytestmark = pytest.mark.browser
 
@@ -266,3 +266,27 @@ def test_edit_like_undo_and_the_conversation_list(app: RunningApp, browser: Any)
     wait_until(lambda: conversation_titles(page) == ["Another topic"], "the conversation is deleted")
     assert page.get_by_test_id("user").count() == 0
     context.close()
+
+
+def test_a_page_says_once_that_the_damaged_history_was_moved_aside(
+    tmp_path: Path, engine: Any, browser: Any
+) -> None:
+    """A store database that cannot be read is moved aside at start (tests/test_data_dir.py); the page says so
+    with a notice on its first load, and not again on the next one."""
+    settings = app_settings(tmp_path / "data")
+    settings.store_dir.mkdir(parents=True)
+    (settings.store_dir / "cache.db").write_bytes(b"not a database " * 512)
+    app = start_app(settings, engine)
+    page = browser.new_page()
+    notice = page.get_by_text("could not be read when the app started")
+    try:
+        assert app.store.recovered_from is not None
+        open_app(page, app.url)
+        notice.wait_for()
+        shot(page, "damaged-history-notice")
+        open_app(page, app.url)
+        page.wait_for_timeout(1500)
+        assert notice.count() == 0
+    finally:
+        page.close()
+        app.close()
