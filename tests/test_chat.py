@@ -108,11 +108,13 @@ def test_empty_messages_and_two_questions_in_a_row_are_refused() -> None:
         add_user_message(conv, "hello again")
 
 
-def test_retry_drops_only_the_last_answer() -> None:
+def test_retry_keeps_the_last_answer_as_a_version_and_leaves_room_for_the_next() -> None:
     conv = answered(answered(new_conversation(OWNER), "q1", "a1"), "q2", "a2")
-    retried = retry(conv)
-    assert [m.text for m in retried.messages] == ["q1", "a1", "q2"]
-    assert retry(retried) == retried
+    retried = retry(conv, now=5.0)
+    assert [m.text for m in retried.messages] == ["q1", "a1", "q2", ""]
+    assert [v.text for v in retried.messages[-1].versions] == ["a2"]
+    assert retried.messages[1] == conv.messages[1]
+    assert retry(retried, now=5.0) == retried
 
 
 def test_undo_drops_the_last_question_and_its_answer() -> None:
@@ -144,10 +146,12 @@ def test_a_failed_answer_keeps_its_partial_text_and_can_be_retried() -> None:
         "error",
         "The engine ran out of memory; try a shorter message.",
     )
-    assert [m.role for m in retry(failed).messages] == ["user"]
+    kept = retry(failed).messages[-1].versions
+    assert [(v.text, v.finish, v.error) for v in kept] == [("partial", "error", failed.messages[-1].error)]
     before_start = fail_answer(add_user_message(new_conversation(OWNER), "q"), "The engine is unavailable.")
     assert [m.role for m in before_start.messages] == ["user", "assistant"]
     assert before_start.messages[-1].error == "The engine is unavailable."
+    assert [m.role for m in retry(before_start).messages] == ["user"]
 
 
 def test_feedback_applies_to_answers_only() -> None:

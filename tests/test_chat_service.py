@@ -19,6 +19,7 @@ from ixc_app.chat import (
     edit_user_message,
     finish_answer,
     new_conversation,
+    retry,
     set_feedback,
     start_answer,
 )
@@ -28,7 +29,7 @@ from ixc_app.chat.service import ChatService, InputRejected, user_text
 from ixc_app.engines.base import Delta, EngineCapabilities, Finished, Request, StreamItem
 from ixc_app.ixc.prompt import Turn
 from ixc_app.ixc.tokenizer import Tokenizer
-from ixc_app.store import Store
+from ixc_app.store import ConversationNotFound, Store
 from ixc_app.ui.chat_handlers import ChatHandlers
 from ixc_app.ui.identity import new_owner
 
@@ -129,6 +130,28 @@ def test_an_edit_made_while_answering_is_not_overwritten(
     list(stream)
     saved = service.store.get(OWNER, conv.id)
     assert saved is not None and [(m.role, m.text) for m in saved.messages] == [("user", "Something else")]
+
+
+def test_a_retried_answer_keeps_its_versions_and_one_is_shown_but_not_while_it_is_written(
+    service: ChatService, engine: GatedFakeEngine
+) -> None:
+    conv = asked(service)
+    engine.release.set()
+    list(service.answer(conv, PreparedRequest(Request(turns=(Turn("user", "Hi there"),)), 0, 3)))
+    retried = retry(service.store.get(OWNER, conv.id))
+    service.store.put(retried)
+    engine.release.clear()
+    stream = answer_midway(service, retried)
+    with pytest.raises(InputRejected, match="still being written"):
+        service.show_version(OWNER, conv.id, 0)
+    engine.release.set()
+    list(stream)
+    shown = service.show_version(OWNER, conv.id, 0)
+    saved = service.store.get(OWNER, conv.id)
+    assert saved == shown and saved.messages[-1].version == 0
+    assert [v.finish for v in saved.messages[-1].all_versions] == ["stop", "stop"]
+    with pytest.raises(ConversationNotFound):
+        service.show_version(OWNER, "no-such-conversation", 0)
 
 
 def test_image_placeholders_typed_by_a_user_are_removed() -> None:

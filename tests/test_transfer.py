@@ -13,8 +13,10 @@ import pytest
 from app_harness import RunningApp, app_settings, write_mp4, write_png
 from gradio_client import Client, handle_file
 from test_chat_service import GatedFakeEngine
+from test_chat_versions import three_versions
 from test_ui_api import send
 
+from ixc_app.chat import set_feedback, show_version
 from ixc_app.chat.preferences import Preferences
 from ixc_app.chat.runner import EngineRunner
 from ixc_app.chat.service import ChatService
@@ -132,3 +134,29 @@ def test_a_file_that_is_not_a_zip_is_refused(tmp_path: Path, service: ChatServic
 
 def files(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()]
+
+
+def test_an_export_keeps_every_version_of_an_answer(tmp_path: Path, service: ChatService) -> None:
+    conv = set_feedback(show_version(three_versions(), 1), 1, "like")
+    service.store.put(conv)
+    path = service.export(conv.owner, conv.id, tmp_path / "out")
+    copy = service.import_conversation(new_owner(), path)
+    assert copy.messages == conv.messages
+    assert [v.text for v in copy.messages[-1].all_versions] == ["first", "second", "third"]
+
+
+def test_an_archive_with_answer_versions_out_of_place_is_refused(
+    tmp_path: Path, service: ChatService
+) -> None:
+    answer = {"role": "assistant", "text": "a", "finish": "stop", "versions": [{"text": "b"}], "version": 5}
+    path = archive(tmp_path, {CONVERSATION_FILE: document([{"role": "user", "text": "q"}, answer])})
+    with pytest.raises(ImportRejected, match="damaged"):
+        service.import_conversation(new_owner(), path)
+    answer["version"] = 1
+    imported = service.import_conversation(
+        new_owner(), archive(tmp_path, {CONVERSATION_FILE: document([{"role": "user", "text": "q"}, answer])})
+    )
+    assert [(v.text, v.finish) for v in imported.messages[-1].all_versions] == [
+        ("b", "interrupted"),
+        ("a", "stop"),
+    ]

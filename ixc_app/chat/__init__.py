@@ -4,8 +4,10 @@ Public API (import from `ixc_app.chat`):
 
 State (frozen dataclasses, JSON round trip with `Conversation.to_dict()` / `Conversation.from_dict(d)`):
 - `Conversation(id, owner, title, created, updated, messages, settings)`; properties `media`, `media_keys`.
-- `Message(role, text, media, feedback, finish, error, stats)`: `finish` None while an answer streams, else
-  "stop" | "length" | "cancelled" | "error"; `error` is the one-sentence reason an answer failed.
+- `Message(role, text, media, feedback, finish, error, stats, versions, version)`: `finish` None while an
+  answer streams, else "stop" | "length" | "cancelled" | "error" | "interrupted"; `error` is the one-sentence
+  reason an answer failed; a retried answer's other versions are `versions` (`AnswerVersion(text, finish,
+  error, stats, feedback)`, in the order written), the shown one's place among them all is `version`.
 - `MediaItem(key, kind, name, mime, width, height, duration_s, strip_key, strip_width, strip_height,
   poster_key, playable)`: an image, or a video with its derived frame strip and poster.
 - `GenerationStats(prompt_tokens, generated_tokens, cached_tokens, time_to_first_token_s, total_s,
@@ -18,14 +20,16 @@ State (frozen dataclasses, JSON round trip with `Conversation.to_dict()` / `Conv
 Operations (each returns a new Conversation; `ConversationError` carries a one-sentence message):
 `new_conversation(owner, settings=None)`, `add_user_message(conv, text, media=())`, `start_answer(conv)`,
 `append_answer(conv, text)`, `finish_answer(conv, finished, dropped_messages=0)`, `fail_answer(conv, error)`,
-`retry(conv)`, `undo(conv)`, `edit_user_message(conv, index, text)`, `set_feedback(conv, index, feedback)`,
+`retry(conv)` (keeps the answer as a version), `show_version(conv, version)` (of the last answer),
+`undo(conv)`, `edit_user_message(conv, index, text)`, `set_feedback(conv, index, feedback)`,
 `rename(conv, title)`, `with_settings(conv, settings)`.
 
 Conversions:
 - `to_request(conv, tokenizer, media_path, *, context_budget, max_new_tokens_cap=None)
   -> PreparedRequest(request, dropped_messages, prompt_tokens)`; raises `ContextBudgetExceeded` (one
   sentence: what to cut).
-- `to_chatbot(conv, media_path) -> list[{"role", "content"}]`: one Chatbot message per conversation message.
+- `to_chatbot(conv, media_path) -> list[{"role", "content"}]`: one Chatbot message per conversation message;
+  the last answer's versions as its `options`.
 - `media_path` is any `key -> path` function, normally `store.media.path`.
 
 Media:
@@ -38,6 +42,7 @@ Media:
 
 from ixc_app.chat.conversation import (
     DEFAULT_TITLE,
+    AnswerVersion,
     ChatSettings,
     Conversation,
     ConversationError,
@@ -55,6 +60,7 @@ from ixc_app.chat.conversation import (
     rename,
     retry,
     set_feedback,
+    show_version,
     start_answer,
     undo,
     with_settings,
@@ -65,6 +71,7 @@ from ixc_app.chat.request import ContextBudgetExceeded, MediaPath, PreparedReque
 
 __all__ = [
     "DEFAULT_TITLE",
+    "AnswerVersion",
     "ChatSettings",
     "ContextBudgetExceeded",
     "Conversation",
@@ -88,6 +95,7 @@ __all__ = [
     "rename",
     "retry",
     "set_feedback",
+    "show_version",
     "start_answer",
     "to_chatbot",
     "to_request",

@@ -23,6 +23,7 @@ MessageFinish = Literal["stop", "length", "cancelled", "error", "interrupted"]
 
 DEFAULT_TITLE = "New conversation"
 TITLE_CHARS = 60
+STILL_WRITING = "The answer is still being written; wait for it or press Stop, then pick another version."
 
 
 class ConversationError(ValueError):
@@ -70,10 +71,27 @@ class GenerationStats:
 
 
 @dataclass(frozen=True)
+class AnswerVersion:
+    """One answer to a question that was answered more than once (Retry): what a `Message` holds of an answer
+    of its own, kept so that the user can show it again (`show_version`)."""
+
+    text: str
+    finish: MessageFinish | None = None
+    error: str | None = None
+    stats: GenerationStats | None = None
+    feedback: Feedback | None = None
+
+
+@dataclass(frozen=True)
 class Message:
     """One chat message. An assistant message with `finish` None is still being streamed; "interrupted" marks
     one a server crash or kill cut short (its text is what was saved before); `error` is the one-sentence
-    reason an answer failed, its partial text kept."""
+    reason an answer failed, its partial text kept.
+
+    A retried answer keeps its other versions: `versions` are the other answers to the same question in the
+    order written, `version` the place of the shown one (this message's own fields) among them all, so what
+    reads a message (the model's history, the display) sees the shown version only.
+    """
 
     role: Role
     text: str
@@ -82,6 +100,18 @@ class Message:
     finish: MessageFinish | None = None
     error: str | None = None
     stats: GenerationStats | None = None
+    versions: tuple[AnswerVersion, ...] = ()
+    version: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.version <= len(self.versions) or (self.versions and self.role != "assistant"):
+            raise ValueError("answer versions out of place")
+
+    @property
+    def all_versions(self) -> tuple[AnswerVersion, ...]:
+        """Every version of this answer in the order written, the shown one at `version`."""
+        shown = AnswerVersion(**{f.name: getattr(self, f.name) for f in fields(AnswerVersion)})
+        return (*self.versions[: self.version], shown, *self.versions[self.version :])
 
 
 @dataclass(frozen=True)
@@ -166,13 +196,22 @@ def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in names}
 
 
+def _stats_from_dict(stats: dict[str, Any] | None) -> GenerationStats | None:
+    return GenerationStats(**_known(GenerationStats, stats)) if stats else None
+
+
 def _message_from_dict(data: dict[str, Any]) -> Message:
-    stats = data.get("stats")
+    """A message saved by any version; one saved before answers had versions has none."""
+    versions = tuple(
+        AnswerVersion(**{**_known(AnswerVersion, v), "stats": _stats_from_dict(v.get("stats"))})
+        for v in data.get("versions", ())
+    )
     return Message(
         **{
             **_known(Message, data),
             "media": tuple(MediaItem(**_known(MediaItem, m)) for m in data.get("media", ())),
-            "stats": GenerationStats(**_known(GenerationStats, stats)) if stats else None,
+            "stats": _stats_from_dict(data.get("stats")),
+            "versions": versions,
         }
     )
 
@@ -215,13 +254,19 @@ def _last_assistant(conv: Conversation) -> Message:
     return conv.messages[-1]
 
 
+def _waiting_for_answer(conv: Conversation) -> bool:
+    """The last message is an empty answer nothing was written into yet (what `retry` leaves)."""
+    last = conv.messages[-1] if conv.messages else None
+    return last is not None and last.role == "assistant" and last.finish is None and not last.text
+
+
 def add_user_message(
     conv: Conversation, text: str, media: tuple[MediaItem, ...] = (), *, now: float | None = None
 ) -> Conversation:
     """Append the user's next message; the first one also names the conversation if it has no name yet."""
     if not text.strip() and not media:
         raise ConversationError("The message is empty; type a question or attach an image or a video.")
-    if conv.messages and conv.messages[-1].role == "user":
+    if conv.messages and (conv.messages[-1].role == "user" or _waiting_for_answer(conv)):
         raise ConversationError("The previous message has no answer yet; retry it or undo it first.")
     conv = _touch(conv, (*conv.messages, Message(role="user", text=text, media=tuple(media))), now)
     if conv.title == DEFAULT_TITLE and len(conv.messages) == 1:
@@ -230,7 +275,10 @@ def add_user_message(
 
 
 def start_answer(conv: Conversation, *, now: float | None = None) -> Conversation:
-    """Append an empty assistant message to stream into."""
+    """The conversation with an empty assistant message to stream into: appended after the last user
+    message, or the one a retry left (which carries the earlier versions)."""
+    if _waiting_for_answer(conv):
+        return _touch(conv, conv.messages, now)
     if not conv.messages or conv.messages[-1].role != "user":
         raise ConversationError("There is no question to answer; send a message first.")
     return _touch(conv, (*conv.messages, Message(role="assistant", text="")), now)
@@ -271,12 +319,44 @@ def fail_answer(conv: Conversation, error: str, *, now: float | None = None) -> 
 
 
 def retry(conv: Conversation, *, now: float | None = None) -> Conversation:
-    """Drop the last answer so the last user message can be answered again (a no-op if it has none)."""
+    """Make way for another answer to the last user message (a no-op if it has none).
+
+    The answer it had and its earlier versions stay, to be shown again (`show_version`); the new answer will
+    be the last version, streamed into the empty answer left for it (`start_answer`). A version with no text
+    (it failed before its first word) has nothing to go back to and goes; with nothing kept, the answer is
+    dropped. One cut short while it was written is kept as interrupted.
+    """
     if not conv.messages:
         raise ConversationError("There is nothing to retry; send a message first.")
-    if conv.messages[-1].role == "assistant":
-        conv = _touch(conv, conv.messages[:-1], now)
-    return conv
+    last = conv.messages[-1]
+    if last.role == "user":
+        return conv
+    kept = tuple(replace(v, finish=v.finish or "interrupted") for v in last.all_versions if v.text)
+    if not kept:
+        return _touch(conv, conv.messages[:-1], now)
+    waiting = Message(role="assistant", text="", versions=kept, version=len(kept))
+    return _touch(conv, (*conv.messages[:-1], waiting), now)
+
+
+def show_version(conv: Conversation, version: int) -> Conversation:
+    """Show version `version` (from 0, in the order written) of the last answer instead of the one shown.
+
+    Only the last answer can be switched: the turns after an earlier one were answered with the version
+    shown then in their history, and showing another would pair them with a history they never had (Open
+    WebUI keeps a branch of turns per version; this app keeps one line). An earlier answer keeps its
+    versions, to be switched again once the turns after it are undone.
+    """
+    last = conv.messages[-1] if conv.messages else None
+    if last is None or last.role != "assistant":
+        raise ConversationError("There is no answer to show another version of; send a message first.")
+    if last.finish is None:
+        raise ConversationError(STILL_WRITING)
+    everything = last.all_versions
+    if not 0 <= version < len(everything):
+        raise ConversationError("That version of the answer does not exist; reload the page.")
+    others = (*everything[:version], *everything[version + 1 :])
+    shown = replace(last, **vars(everything[version]), versions=others, version=version)
+    return replace(conv, messages=(*conv.messages[:-1], shown))
 
 
 def undo(conv: Conversation, *, now: float | None = None) -> Conversation:

@@ -4,6 +4,11 @@ Exactly one Chatbot message per conversation message, in order, so the index Gra
 retry and undo events is the index into `Conversation.messages`. A user message shows its media first, inline,
 then its text. Browsers play only MP4/H.264 and WebM; any other video is shown as its poster frame, labelled
 with the file's name.
+
+A last answer with several versions carries them as the message's `options` ("‹", "2/3", "›"), which
+Gradio shows as buttons under the last message only and reports through `option_select` with the option's
+value (its index there is the option's, not the message's): each value is the version that button shows.
+No buttons while the answer is written, since it cannot be switched away from then.
 """
 
 from __future__ import annotations
@@ -47,8 +52,23 @@ def _answer_text(message: Message) -> str:
     return "\n\n".join([message.text, *notes]) if message.text else "\n\n".join(notes)
 
 
+def version_options(message: Message) -> list[dict[str, str]]:
+    """The buttons that switch an answer's versions: previous, this one (which changes nothing) and next,
+    wrapping around, so there are always three in the same places."""
+    count = len(message.versions) + 1
+    if count == 1 or message.finish is None:
+        return []
+    shown = message.version
+    return [
+        {"value": str((shown - 1) % count), "label": "‹"},
+        {"value": str(shown), "label": f"{shown + 1}/{count}"},
+        {"value": str((shown + 1) % count), "label": "›"},
+    ]
+
+
 def to_chatbot(conv: Conversation, media_path: MediaPath) -> list[dict[str, Any]]:
-    """Messages in `gr.Chatbot`'s format: `{"role", "content"}` with text and file parts."""
+    """Messages in `gr.Chatbot`'s format: `{"role", "content"}` with text and file parts, and the version
+    buttons of the last answer (`version_options`)."""
     out: list[dict[str, Any]] = []
     for message in conv.messages:
         if message.role == "user":
@@ -58,4 +78,6 @@ def to_chatbot(conv: Conversation, media_path: MediaPath) -> list[dict[str, Any]
             out.append({"role": "user", "content": content})
         else:
             out.append({"role": "assistant", "content": _answer_text(message)})
+    if conv.messages and (options := version_options(conv.messages[-1])):
+        out[-1]["options"] = options
     return out

@@ -29,11 +29,13 @@ from ixc_app.chat import (
     finish_answer,
     ingest_upload,
     new_conversation,
+    show_version,
     start_answer,
     to_chatbot,
     to_request,
 )
 from ixc_app.chat.answers import AnswerBusy, AnswerTask, AnswerTasks
+from ixc_app.chat.conversation import STILL_WRITING
 from ixc_app.chat.preferences import Preferences
 from ixc_app.chat.runner import EngineRunner
 from ixc_app.chat.text import clean_text
@@ -227,6 +229,18 @@ class ChatService:
     def stop(self, owner: str, conversation_id: str) -> bool:
         """Stop the conversation's answer (it is saved as stopped); False when none is running."""
         return self.answers.stop(owner, conversation_id)
+
+    def show_version(self, owner: str, conversation_id: str, version: int) -> Conversation:
+        """Show another version of the last answer, saved (`chat.conversation.show_version`). Refused while
+        the conversation answers: the answer being written is that last message, and its save would undo
+        the switch."""
+        with self.answers.lock:
+            if self.answering(owner, conversation_id):
+                raise InputRejected(STILL_WRITING)
+            conv = self.store.update(owner, conversation_id, lambda conv: show_version(conv, version))
+        if conv is None:
+            raise ConversationNotFound()
+        return conv
 
     def start(self, conv: Conversation, prepared: PreparedRequest) -> AnswerTask:
         """Start answering the conversation's last user message in a server-side task and return it; the

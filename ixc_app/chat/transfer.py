@@ -18,15 +18,17 @@ import time
 import zipfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ixc_app.chat.conversation import (
     DEFAULT_TITLE,
     TITLE_CHARS,
+    AnswerVersion,
     Conversation,
     ConversationError,
     MediaItem,
     Message,
+    MessageFinish,
     new_conversation_id,
 )
 from ixc_app.chat.ingest import ingest_upload
@@ -42,6 +44,7 @@ MAX_MESSAGES = 2000
 MAX_ANSWER_CHARS = 200_000
 _MEDIA_NAME = re.compile(r"^media/([0-9a-f]{64})\.([a-z0-9]{1,8})$")
 _COPY_CHUNK = 1 << 20
+_Part = TypeVar("_Part", Message, AnswerVersion)
 
 
 class ImportRejected(ConversationError):
@@ -145,15 +148,23 @@ def _title(title: Any) -> str:
 
 
 def _messages(messages: tuple[Message, ...]) -> tuple[Message, ...]:
-    """Text cleaned and bounded; an answer that was still streaming when exported is marked interrupted."""
+    """Text cleaned and bounded, an answer's versions' too; an answer that was still streaming when exported
+    is marked interrupted."""
     out = []
     for m in messages:
         if m.role not in ("user", "assistant") or not isinstance(m.text, str):
             raise ValueError("a message with no role or no text")
-        text = clean_text(m.text)[:MAX_ANSWER_CHARS]
         finish = "interrupted" if m.role == "assistant" and m.finish is None else m.finish
-        out.append(replace(m, text=text, finish=finish, media=m.media if m.role == "user" else ()))
+        versions = tuple(_answer_part(v, v.finish or "interrupted") for v in m.versions)
+        m = replace(m, media=m.media if m.role == "user" else (), versions=versions)
+        out.append(_answer_part(m, finish))
     return tuple(out)
+
+
+def _answer_part(part: _Part, finish: MessageFinish | None) -> _Part:
+    if not isinstance(part.text, str):
+        raise ValueError("a version with no text")
+    return replace(part, text=clean_text(part.text)[:MAX_ANSWER_CHARS], finish=finish)
 
 
 def _with_media(
