@@ -16,6 +16,7 @@ from test_browser import (  # noqa: F401 (the fixture)
     attach,
     browser,
     composer_ready,
+    last_answer,
     loaded,
     open_app,
     send,
@@ -227,4 +228,44 @@ def test_delete_asks_first_and_the_trash_icon_deletes_nothing(
     page.get_by_role("button", name="Delete for good", exact=True).click()
     toast(page, "The conversation was deleted.")
     wait_until(lambda: page.locator("#conversation-list label").count() == 0, "it is gone from the list")
+    page.context.close()
+
+
+def version_button(page: Any, label: str) -> Any:
+    return page.locator("#chatbot .options").get_by_role("button", name=label, exact=True)
+
+
+@pytest.mark.browser
+def test_a_retry_keeps_the_earlier_answer_and_the_user_flips_between_them(
+    app: RunningApp,
+    browser: Any,  # noqa: F811
+) -> None:
+    page = new_page(browser, app)
+    set_max_new_tokens(page, 4)
+    send(page, "Answer me twice")
+    first = last_answer(page)
+    assert page.locator("#chatbot .options").count() == 0
+
+    # A longer answer this time, so the two versions cannot be the same text.
+    set_max_new_tokens(page, 12)
+    page.get_by_test_id("bot").last.hover()
+    page.get_by_role("button", name="Retry").last.click()
+    version_button(page, "2/2").wait_for()
+    wait_until(lambda: composer_ready(page), "the new answer is complete")
+    second = last_answer(page)
+    assert second != first and page.get_by_test_id("bot").count() == 1
+    shot(page, "answer-version-2-of-2", full_page=False)
+
+    version_button(page, "‹").click()
+    version_button(page, "1/2").wait_for()
+    wait_until(lambda: last_answer(page) == first, "the first answer is shown again")
+    assert page.get_by_test_id("bot").count() == 1
+    shot(page, "answer-version-1-of-2", full_page=False)
+
+    page.reload()
+    loaded(page)
+    version_button(page, "1/2").wait_for()
+    wait_until(lambda: last_answer(page) == first, "the shown version was saved")
+    version_button(page, "›").click()
+    wait_until(lambda: last_answer(page) == second, "the second answer is back")
     page.context.close()

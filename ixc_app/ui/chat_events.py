@@ -121,6 +121,7 @@ def wire_chat(
 
     view.chatbot.undo(handlers.undo, [view.browser], [view.chatbot, view.textbox], **quick)
     view.chatbot.like(handlers.like, [view.browser], None, **quick)
+    view.chatbot.option_select(handlers.show_version, [view.browser], [view.chatbot], **quick)
     view.chatbot.clear(handlers.clear, [view.browser], view_outputs, cancels=running, **quick)
     view.new_chat.click(handlers.new_conversation, [view.browser], view_outputs, cancels=running, **quick)
     view.conversations.input(

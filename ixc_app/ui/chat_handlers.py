@@ -275,6 +275,17 @@ class ChatHandlers:
         }
         return self._chatbot(conv), restored
 
+    def show_version(self, stored: Any, select: gr.SelectData) -> gr.Chatbot:
+        """A version button under the last answer: show the version it names (its value, see
+        `chat.display.version_options`)."""
+        session = browser_session(stored)
+        value = str(select.value)
+        with user_errors():
+            conv = self.service.show_version(
+                session.owner, session.conversation, int(value) if value.isdecimal() else -1
+            )
+        return self._chatbot(conv)
+
     def like(self, stored: Any, like: gr.LikeData) -> None:
         session = browser_session(stored)
         conv = self._require_current(session)
