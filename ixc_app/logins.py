@@ -1,0 +1,61 @@
+"""The accounts of `--auth-file`: a file of `user:password` lines, so no password is on a command line.
+
+The file is read when the app starts (a bad file stops it with one sentence naming the line, never its
+content), and the accounts go to Gradio's own login (`launch(auth=...)`), which compares passwords in constant
+time. Nothing here logs or shows a password: `Accounts` keeps them out of its repr.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+COMMENT = "#"
+
+
+class AuthFileError(ValueError):
+    """An auth file that cannot be used; the message is one sentence saying what to change."""
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """Usernames and their passwords, in file order."""
+
+    users: tuple[str, ...]
+    _passwords: tuple[str, ...] = field(repr=False)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(username, password) pairs, the form `gr.Blocks.launch(auth=...)` takes."""
+        return list(zip(self.users, self._passwords, strict=True))
+
+
+def parse_accounts(text: str) -> Accounts:
+    """Accounts from `user:password` lines; blank lines and lines starting with # are skipped. The username
+    ends at the first colon (a password may hold colons); both are trimmed, as Gradio's login form trims the
+    username it is sent."""
+    users: list[str] = []
+    passwords: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith(COMMENT):
+            continue
+        user, colon, password = line.partition(":")
+        user, password = user.strip(), password.strip()
+        if not (colon and user and password):
+            raise AuthFileError(f"line {number} is not of the form user:password")
+        if user in users:
+            raise AuthFileError(f"line {number} names the user '{user}' a second time")
+        users.append(user)
+        passwords.append(password)
+    if not users:
+        raise AuthFileError("it has no user:password line")
+    return Accounts(tuple(users), tuple(passwords))
+
+
+def read_accounts(path: Path) -> Accounts:
+    """The accounts of the auth file at `path`; `AuthFileError` when it cannot be read or used."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "it is not UTF-8 text"
+        raise AuthFileError(f"it cannot be read ({reason})") from exc
+    return parse_accounts(text)
