@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ixc_app.engine_options import ENGINE_OPTIONS
-from ixc_app.logins import AuthFileError, read_accounts
+from ixc_app.logins import AuthFileError, check_logins
 from ixc_app.options import (
     Choice,
     Option,
@@ -383,15 +383,14 @@ def load_or_create_secret(data_dir: Path, name: str = SECRET_FILE_NAME) -> str:
 
 
 def prepare(settings: Settings) -> Settings:
-    """Settings with an absolute data dir that exists, both secrets settled, and the auth file, if any,
-    checked (so a bad one stops the app before the model loads)."""
+    """Settings with an absolute data dir that exists, both secrets settled, and the logins checked (so a
+    bad auth file stops the app before the model loads)."""
     settings = replace(settings, data_dir=settings.data_dir.expanduser().resolve())
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if settings.auth_file is not None:
-        try:
-            read_accounts(settings.auth_file)
-        except AuthFileError as exc:
-            raise ConfigError(f"The auth file {settings.auth_file} cannot be used: {exc}.") from exc
+    try:
+        check_logins(settings.auth_file, hf_oauth=settings.hf_oauth)
+    except AuthFileError as exc:
+        raise ConfigError(str(exc)) from exc
     return replace(
         settings,
         secret=settings.secret or load_or_create_secret(settings.data_dir),

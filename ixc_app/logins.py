@@ -1,14 +1,19 @@
-"""The accounts of `--auth-file`: a file of `user:password` lines, so no password is on a command line.
+"""The logins: the accounts of `--auth-file`, and what Hugging Face OAuth needs.
 
-The file is read when the app starts (a bad file stops it with one sentence naming the line, never its
-content), and the accounts go to Gradio's own login (`launch(auth=...)`), which compares passwords in constant
-time. Nothing here logs or shows a password: `Accounts` keeps them out of its repr.
+The auth file holds `user:password` lines, so no password is on a command line. It is read when the app
+starts (a bad file stops it with one sentence naming the line, never its content), and the accounts go to
+Gradio's own login (`launch(auth=...)`), which compares passwords in constant time. Nothing here logs or shows
+a password: `Accounts` keeps them out of its repr.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
+
+OAUTH_MODULES = ("authlib", "itsdangerous")
+"""What Gradio's OAuth routes import (the `gradio[oauth]` extra, pinned in requirements.txt)."""
 
 COMMENT = "#"
 
@@ -59,3 +64,18 @@ def read_accounts(path: Path) -> Accounts:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "it is not UTF-8 text"
         raise AuthFileError(f"it cannot be read ({reason})") from exc
     return parse_accounts(text)
+
+
+def check_logins(auth_file: Path | None, *, hf_oauth: bool) -> None:
+    """`AuthFileError` with the sentence to show when the auth file, or OAuth on this Space, cannot work."""
+    if auth_file is not None:
+        try:
+            read_accounts(auth_file)
+        except AuthFileError as exc:
+            raise AuthFileError(f"The auth file {auth_file} cannot be used: {exc}.") from exc
+    missing = [name for name in OAUTH_MODULES if importlib.util.find_spec(name) is None]
+    if hf_oauth and missing:
+        raise AuthFileError(
+            "The Space has Hugging Face OAuth on (hf_oauth) but its libraries are missing "
+            f"({', '.join(missing)}); install requirements.txt."
+        )

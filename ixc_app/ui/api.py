@@ -10,7 +10,9 @@ Parameters: `message` (text), `files` (images and videos), `conversation_id` (""
 pass the id an earlier call returned to continue it), then the generation settings of the chat's settings
 panel.
 Each streamed value is `(answer so far, conversation id)`. Rejected input and engine failures raise an error
-whose message is one sentence.
+whose message is one sentence. A client that logged in (`Client(url, auth=(user, password))` with
+`--auth-file`) starts conversations owned by its user, and an id returned to a user works only for that user
+(`identity.Owners`).
 """
 
 from __future__ import annotations
