@@ -1,9 +1,8 @@
 """What each Composer event does: the Gradio-facing edge of `ComposeService`.
 
 The owner is the chat's: the request's login, or else the chat's BrowserState token (`identity.Owners`); the
-open article is kept in the
-Composer's own BrowserState, so a reload or a server restart reopens it. Gallery picks are resolved by index
-against the stored article, never by a path the browser sends.
+open article is kept in the Composer's own BrowserState, so a reload or a server restart reopens it. Gallery
+picks are resolved by index against the stored article, never by a path the browser sends.
 """
 
 from __future__ import annotations
