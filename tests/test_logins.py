@@ -245,9 +245,13 @@ def test_an_api_client_logs_in_and_its_conversation_is_the_users(logins_app: Run
     _, same = alice.predict("And again.", [], handle, 6, api_name="/chat")
     assert same == handle
 
+    assert alice.predict(handle, api_name="/conversation_export")["path"].endswith(".zip")
+
     bob = Client(app.url, auth=("bob", "hunter2"), verbose=False, download_files=False)
     with pytest.raises(Exception, match="another login"):
         bob.predict("Let me in.", [], handle, 6, api_name="/chat")
+    with pytest.raises(Exception, match="another login"):
+        bob.predict(handle, api_name="/conversation_export")
     with pytest.raises(Exception):  # noqa: B017 (gradio_client's own error for a refused login)
         Client(app.url, auth=("bob", "wrong"), verbose=False, download_files=False)
 
