@@ -3,7 +3,8 @@
 Every tunable the app has lives here (model, device, limits, hd_num defaults, data dir bound), so a
 deployment is described by one command line or one environment, and `--help` lists it all. Building the
 settings is pure (`parse_settings`); `prepare` then does the little I/O settings themselves need: the data
-dir and the stable browser-state secret. Which model and engine run is decided by `ixc_app.bootstrap`.
+dir, the stable secrets and the auth file's check. Which model and engine run is decided by
+`ixc_app.bootstrap`.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from ixc_app.engine_options import ENGINE_OPTIONS
+from ixc_app.logins import AuthFileError, check_logins
 from ixc_app.options import (
     Choice,
     Option,
     boolean,
     format_size,
     keys,
+    optional_path,
     parse_size,
     paths,
     port,
@@ -37,6 +40,9 @@ TINY_MODEL = "tiny"
 DEFAULT_MODEL = "models/internlm-xcomposer2d5-7b"
 TINY_DIR_NAME = "tiny-checkpoint"
 SECRET_FILE_NAME = "browser-state-secret"
+LOGIN_SECRET_FILE_NAME = "login-owner-secret"
+"""Keys the owner token of a logged-in user (`ui.identity.Owners`); unlike the browser-state secret it never
+leaves the server, so nobody can work out a user's owner token from their name."""
 DEFAULT_KV_CACHE_BUDGET = 4 * 1024**3
 """All KV memory of the native engine (running requests, cached prefixes): 32K positions of the 7B in fp16."""
 DEFAULT_FEATURE_CACHE_BUDGET = 1024**3
@@ -76,6 +82,9 @@ class Settings:
     port: int = 7860
     data_dir: Path = Path("data")
     secret: str = ""
+    auth_file: Path | None = None
+    hf_oauth: bool = False
+    login_secret: str = ""
     limits: Limits = field(default_factory=Limits)
     hd_num_single: int = 24
     hd_num_multi: int = 6
@@ -155,6 +164,15 @@ OPTIONS: tuple[Option, ...] = (
         "secret that encrypts the browser's saved state (prefer the variable: flags show in ps); generated "
         "once and kept in the data dir if empty",
         "''",
+    ),
+    Option(
+        "--auth-file",
+        "auth_file",
+        optional_path,
+        "file of user:password lines; when set, the app asks for a login and keeps each user's history under "
+        "their name, on any browser",
+        "none",
+        "PATH",
     ),
     Option(
         "--max-upload-size",
@@ -344,12 +362,15 @@ def parse_settings(
         except ValueError as exc:
             raise ConfigError(f"{source} is not valid: {exc}.") from exc
         (limits if opt.dest in _LIMIT_FIELDS else top)[opt.dest] = value
-    return Settings(**top, limits=Limits(**limits))
+    # A Space with `hf_oauth: true` in its README front matter gets these from Hugging Face.
+    hf_oauth = environ.get("SYSTEM") == "spaces" and bool(environ.get("OAUTH_CLIENT_ID"))
+    return Settings(**top, hf_oauth=hf_oauth, limits=Limits(**limits))
 
 
-def load_or_create_secret(data_dir: Path) -> str:
-    """The browser-state secret, generated once and kept (owner-only) so saved state survives restarts."""
-    path = data_dir / SECRET_FILE_NAME
+def load_or_create_secret(data_dir: Path, name: str = SECRET_FILE_NAME) -> str:
+    """A secret of the data dir (the browser-state one unless named), generated once and kept owner-only, so
+    saved state and owner tokens survive restarts."""
+    path = data_dir / name
     if path.is_file():
         secret = path.read_text(encoding="utf-8").strip()
         if secret:
@@ -362,7 +383,16 @@ def load_or_create_secret(data_dir: Path) -> str:
 
 
 def prepare(settings: Settings) -> Settings:
-    """Settings with an absolute data dir that exists, and the browser-state secret settled."""
+    """Settings with an absolute data dir that exists, both secrets settled, and the logins checked (so a
+    bad auth file stops the app before the model loads)."""
     settings = replace(settings, data_dir=settings.data_dir.expanduser().resolve())
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return replace(settings, secret=settings.secret or load_or_create_secret(settings.data_dir))
+    try:
+        check_logins(settings.auth_file, hf_oauth=settings.hf_oauth)
+    except AuthFileError as exc:
+        raise ConfigError(str(exc)) from exc
+    return replace(
+        settings,
+        secret=settings.secret or load_or_create_secret(settings.data_dir),
+        login_secret=load_or_create_secret(settings.data_dir, LOGIN_SECRET_FILE_NAME),
+    )

@@ -56,6 +56,11 @@ def paths(values: str | list[str]) -> tuple[Path, ...]:
     return tuple(Path(part).expanduser() for item in items for part in item.split(os.pathsep) if part.strip())
 
 
+def optional_path(text: str) -> Path | None:
+    """A path, or none for an empty value (an `IXC_*` variable set to '' unsets its setting)."""
+    return Path(text).expanduser() if text.strip() else None
+
+
 def port(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 65535:

@@ -20,7 +20,7 @@ import gradio as gr
 from gradio_client import Client
 
 from ixc_app.bootstrap import Services, build_services
-from ixc_app.config import Limits, Settings, load_or_create_secret
+from ixc_app.config import LOGIN_SECRET_FILE_NAME, Limits, Settings, load_or_create_secret
 from ixc_app.engines.base import Engine
 from ixc_app.store import Store
 from ixc_app.ui import build_app, launch
@@ -52,6 +52,7 @@ def app_settings(data_dir: Path, *, hd_num: int = TINY_HD_NUM, **limits: Any) ->
         port=free_port(),
         data_dir=data_dir,
         secret=load_or_create_secret(data_dir),
+        login_secret=load_or_create_secret(data_dir, LOGIN_SECRET_FILE_NAME),
         limits=replace(Limits(), **limits),
         hd_num_single=hd_num,
         hd_num_multi=hd_num,

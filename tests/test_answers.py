@@ -30,7 +30,7 @@ from ixc_app.ixc.tokenizer import Tokenizer
 from ixc_app.store import Store
 from ixc_app.ui.chat_handlers import ChatHandlers
 from ixc_app.ui.follow import AnswerFollower
-from ixc_app.ui.identity import parse_handle
+from ixc_app.ui.identity import Owners, parse_handle
 from ixc_app.ui.settings_form import form_values
 
 OWNER = "owner-token-aaaaaaaaaaaa"
@@ -63,7 +63,7 @@ def handlers(tmp_path: Path, real_tokenizer_path: Path) -> Iterator[tuple[ChatHa
     settings = app_settings(tmp_path / "data")
     store = Store.from_settings(settings)
     service = ChatService(settings, EngineRunner(engine), store, Preferences(tmp_path / "preferences"))  # type: ignore[arg-type]
-    yield ChatHandlers(service, examples=[]), engine
+    yield ChatHandlers(service, examples=[], owners=Owners(settings.login_secret)), engine
     store.close()
 
 
@@ -75,7 +75,7 @@ def asked(service: ChatService) -> tuple[Conversation, dict[str, str]]:
 
 def page_answer(handlers: ChatHandlers, stored: dict[str, str]) -> Iterator[object]:
     """The answer event as a page runs it, advanced to its first text."""
-    event = handlers.answer(stored, *form_values(handlers.service.default_settings()))
+    event = handlers.answer(stored, None, *form_values(handlers.service.default_settings()))
     next(event)
     wait_for(lambda: handlers.service.answering(OWNER, stored["conversation"]) is not None)
     return event

@@ -31,7 +31,7 @@ from ixc_app.ixc.prompt import Turn
 from ixc_app.ixc.tokenizer import Tokenizer
 from ixc_app.store import ConversationNotFound, Store
 from ixc_app.ui.chat_handlers import ChatHandlers
-from ixc_app.ui.identity import new_owner
+from ixc_app.ui.identity import Owners, new_owner
 
 OWNER = "owner-1"
 
@@ -164,7 +164,7 @@ def test_the_conversation_list_refreshes_from_the_browser_state(service: ChatSer
     owner = new_owner()
     conv = add_user_message(new_conversation(owner, ChatSettings()), "Hi there")
     service.store.put(conv)
-    handlers = ChatHandlers(service, examples=[])
+    handlers = ChatHandlers(service, examples=[], owners=Owners(service.settings.login_secret))
     radio = handlers.refresh_list({"owner": owner, "conversation": conv.id})
     assert radio.choices == [(conv.title, conv.id)]
     assert radio.value == conv.id

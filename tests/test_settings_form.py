@@ -22,7 +22,8 @@ def test_the_panel_has_one_component_per_setting_name() -> None:
 
 def test_the_chat_api_takes_the_settings_by_the_same_names_in_the_same_order() -> None:
     parameters = list(inspect.signature(ChatApi.chat).parameters)
-    assert parameters[-len(SETTING_NAMES) :] == list(SETTING_NAMES)
+    assert parameters[-1] == "request"  # Gradio's request, injected by Gradio: no API parameter
+    assert parameters[-len(SETTING_NAMES) - 1 : -1] == list(SETTING_NAMES)
 
 
 def test_form_values_round_trip_through_the_names() -> None:

@@ -21,6 +21,7 @@ from ixc_app.ui.compose_events import wire_composer
 from ixc_app.ui.compose_handlers import ComposeHandlers
 from ixc_app.ui.compose_layout import composer_tab
 from ixc_app.ui.examples import chat_examples
+from ixc_app.ui.identity import Owners
 from ixc_app.ui.launch import launch
 from ixc_app.ui.layout import chat_tab, header
 from ixc_app.ui.samples import ensure_samples, samples_folder
@@ -46,10 +47,11 @@ def build_app(services: Services) -> gr.Blocks:
         parents=True, exist_ok=True
     )
     examples = chat_examples(ensure_samples(samples_folder(settings.data_dir)))
-    handlers = ChatHandlers(service, examples)
+    owners = Owners(settings.login_secret, hf_oauth=settings.hf_oauth)
+    handlers = ChatHandlers(service, examples, owners)
     services.store.add_deletion_listener(forget_served_copy)
     with gr.Blocks(title="IXC-2.5 Studio", delete_cache=UPLOAD_CACHE_SWEEP, analytics_enabled=False) as demo:
-        header(capabilities.is_demo_model)
+        header(capabilities.is_demo_model, hf_oauth=settings.hf_oauth)
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
                 view = chat_tab(settings, service.default_settings(), examples)
@@ -57,9 +59,9 @@ def build_app(services: Services) -> gr.Blocks:
             compose_view = composer_tab(
                 composer.default_settings(), settings.limits.max_new_tokens, composer.planner.engine_notes()
             )
-        wire_chat(demo, view, handlers, ChatApi(service), capabilities.max_concurrency)
+        wire_chat(demo, view, handlers, ChatApi(service, owners), capabilities.max_concurrency)
         wire_transfer(view, TransferHandlers(handlers))
-        compose_handlers = ComposeHandlers(composer)
+        compose_handlers = ComposeHandlers(composer, owners)
         wire_composer(
             view.browser, compose_view, compose_handlers, ComposeApi(composer, compose_handlers),
             capabilities.max_concurrency,

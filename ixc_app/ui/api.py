@@ -10,7 +10,9 @@ Parameters: `message` (text), `files` (images and videos), `conversation_id` (""
 pass the id an earlier call returned to continue it), then the generation settings of the chat's settings
 panel.
 Each streamed value is `(answer so far, conversation id)`. Rejected input and engine failures raise an error
-whose message is one sentence.
+whose message is one sentence. A client that logged in (`Client(url, auth=(user, password))` with
+`--auth-file`) starts conversations owned by its user, and an id returned to a user works only for that user
+(`identity.Owners`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import gradio as gr
 
 from ixc_app.chat.service import AnswerFailed, ChatService, Draft
 from ixc_app.ui.errors import user_errors
-from ixc_app.ui.identity import format_handle, new_owner, parse_handle
+from ixc_app.ui.identity import Owners, format_handle
 from ixc_app.ui.settings_form import SETTING_NAMES, settings_from_form
 from ixc_app.ui.uploads import discard_uploads
 
@@ -33,8 +35,9 @@ API_DESCRIPTION = (
 
 
 class ChatApi:
-    def __init__(self, service: ChatService) -> None:
+    def __init__(self, service: ChatService, owners: Owners) -> None:
         self.service = service
+        self.owners = owners
 
     def chat(
         self,
@@ -52,6 +55,7 @@ class ChatApi:
         image_mode: str | None = None,
         use_meta: bool | None = None,
         meta_instruction: str | None = None,
+        request: gr.Request | None = None,
     ) -> Iterator[tuple[str, str]]:
         """Everything the browser does in three events, in one: check, ingest, answer.
 
@@ -63,7 +67,9 @@ class ChatApi:
         arguments = locals()
         form = {name: arguments[name] for name in SETTING_NAMES}
         with user_errors():
-            owner, existing = parse_handle(handle) if handle else (new_owner(), "")
+            owner, existing = (
+                self.owners.handle(handle, request) if handle else (self.owners.new_owner(request), "")
+            )
             settings = settings_from_form(form, self.service.limits)
             conv = self.service.open_or_new(owner, existing, settings)
             self.service.check_draft(draft, conv)

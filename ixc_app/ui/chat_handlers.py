@@ -1,8 +1,9 @@
 """What each chat event does: the Gradio-facing edge of `ChatService`.
 
-Handlers take and return component values only. Which owner is asking and which conversation is open lives
-in the browser's BrowserState (sent with every event, kept across reloads and server restarts), so the server
-holds nothing per tab that could grow or be lost. Errors a user can act on become `gr.Error` with their one
+Handlers take and return component values only. Which conversation is open lives in the browser's
+BrowserState (sent with every event, kept across reloads and server restarts), so the server holds nothing
+per tab that could grow or be lost; the owner is the request's login, or else the BrowserState's token
+(`identity.Owners`, through `session`). Errors a user can act on become `gr.Error` with their one
 sentence; the conversation on disk is never left half-changed.
 """
 
@@ -31,7 +32,7 @@ from ixc_app.chat.service import ChatService, Draft, user_text
 from ixc_app.ui.errors import user_errors
 from ixc_app.ui.examples import Example
 from ixc_app.ui.follow import follow_answer
-from ixc_app.ui.identity import BrowserSession
+from ixc_app.ui.identity import BrowserSession, Owners
 from ixc_app.ui.settings_form import by_name, form_values, settings_from_form
 from ixc_app.ui.uploads import discard_uploads
 
@@ -63,9 +64,16 @@ def _dropped_notice(prepared: PreparedRequest) -> None:
 
 
 class ChatHandlers:
-    def __init__(self, service: ChatService, examples: list[Example]) -> None:
+    def __init__(self, service: ChatService, examples: list[Example], owners: Owners) -> None:
         self.service = service
         self.examples = examples
+        self.owners = owners
+
+    def session(self, stored: Any, request: gr.Request | None) -> BrowserSession:
+        """The session the page was loaded with, owned by the request's login if any (`Owners`); only the
+        page load may start a new one."""
+        with user_errors():
+            return self.owners.session(stored, request)
 
     # Views
 
@@ -81,9 +89,9 @@ class ChatHandlers:
         )
         return gr.Chatbot(value=self.service.chatbot(conv), feedback_value=feedback)
 
-    def refresh_list(self, stored: Any) -> gr.Radio:
+    def refresh_list(self, stored: Any, request: gr.Request | None = None) -> gr.Radio:
         """The conversation list after a message was added (a new conversation gets its entry)."""
-        return self.conversation_list(browser_session(stored))
+        return self.conversation_list(self.session(stored, request))
 
     def conversation_list(self, session: BrowserSession) -> gr.Radio:
         summaries = self.service.conversations(session.owner)
@@ -115,25 +123,27 @@ class ChatHandlers:
 
     # Page and conversation list
 
-    def load(self, stored: Any) -> tuple[Any, ...]:
+    def load(self, stored: Any, request: gr.Request | None = None) -> tuple[Any, ...]:
         """A new page: the browser's saved session, or a new owner for a browser seen for the first time."""
-        session = BrowserSession.from_value(stored)
+        session = self.owners.session_or_new(stored, request)
         conv = self._current(session)
         if conv is None:
             session = replace(session, conversation="")
         return self._view(session, conv)
 
-    def new_conversation(self, stored: Any) -> tuple[Any, ...]:
-        session = browser_session(stored)
+    def new_conversation(self, stored: Any, request: gr.Request | None = None) -> tuple[Any, ...]:
+        session = self.session(stored, request)
         return self._view(replace(session, conversation=""), None)
 
-    def switch(self, stored: Any, conversation_id: str | None) -> tuple[Any, ...]:
-        session = browser_session(stored)
+    def switch(
+        self, stored: Any, conversation_id: str | None, request: gr.Request | None = None
+    ) -> tuple[Any, ...]:
+        session = self.session(stored, request)
         conv = self.service.store.get(session.owner, conversation_id) if conversation_id else None
         return self._view(replace(session, conversation=conv.id if conv else ""), conv)
 
-    def rename(self, stored: Any, title: str) -> gr.Radio:
-        session = browser_session(stored)
+    def rename(self, stored: Any, title: str, request: gr.Request | None = None) -> gr.Radio:
+        session = self.session(stored, request)
         with user_errors():
             self.service.store.rename(session.owner, session.conversation, title)
         return self.conversation_list(session)
@@ -145,16 +155,16 @@ class ChatHandlers:
     def keep(self) -> gr.Column:
         return gr.Column(visible=False)
 
-    def delete(self, stored: Any) -> tuple[Any, ...]:
-        session = browser_session(stored)
+    def delete(self, stored: Any, request: gr.Request | None = None) -> tuple[Any, ...]:
+        session = self.session(stored, request)
         if session.conversation:
             self.service.delete(session.owner, session.conversation)
             gr.Info("The conversation was deleted.")
         return self._view(replace(session, conversation=""), None)
 
-    def remember_settings(self, stored: Any, *settings_values: Any) -> None:
+    def remember_settings(self, stored: Any, request: gr.Request | None, *settings_values: Any) -> None:
         """A setting was changed: kept at once for the open conversation and as this user's defaults."""
-        session = browser_session(stored)
+        session = self.session(stored, request)
         with user_errors():
             settings = settings_from_form(by_name(settings_values), self.service.limits)
         self.service.remember_settings(session.owner, session.conversation, settings)
@@ -169,9 +179,11 @@ class ChatHandlers:
         example = self.examples[index]
         return {"text": example.text, "files": [str(p) for p in example.files]}
 
-    def validate(self, message: dict[str, Any] | None, stored: Any) -> gr.MultimodalTextbox:
+    def validate(
+        self, message: dict[str, Any] | None, stored: Any, request: gr.Request | None = None
+    ) -> gr.MultimodalTextbox:
         """The checks that need no file to be read, before anything is queued."""
-        session = browser_session(stored)
+        session = self.session(stored, request)
         with user_errors():
             draft = self._draft(message)
             self.service.check_draft(draft, self._current(session))
@@ -181,12 +193,13 @@ class ChatHandlers:
         self,
         message: dict[str, Any] | None,
         stored: Any,
+        request: gr.Request | None,
         *settings_values: Any,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way of asking for a progress tracker)
     ) -> tuple[Any, ...]:
         """Validate and store the attachments (with progress while a video is decoded), then the message;
         the composer then shows Stop, for the answer that follows."""
-        session = browser_session(stored)
+        session = self.session(stored, request)
         with user_errors():
             draft = self._draft(message)
             settings = settings_from_form(by_name(settings_values), self.service.limits)
@@ -206,10 +219,10 @@ class ChatHandlers:
             session.to_value(),
         )
 
-    def answer(self, stored: Any, *settings_values: Any) -> Iterator[gr.Chatbot]:
+    def answer(self, stored: Any, request: gr.Request | None, *settings_values: Any) -> Iterator[gr.Chatbot]:
         """Start the answer to the open conversation's last message on the server and follow it (engine
         concurrency group); a reload ends only the following (`ui.follow`)."""
-        session = browser_session(stored)
+        session = self.session(stored, request)
         conv = self._require_current(session)
         with user_errors():
             conv = with_settings(conv, settings_from_form(by_name(settings_values), self.service.limits))
@@ -224,9 +237,9 @@ class ChatHandlers:
             task = self.service.start(conv, prepared)
         yield from follow_answer(task, self._chatbot)
 
-    def settle(self, stored: Any) -> tuple[Any, ...]:
+    def settle(self, stored: Any, request: gr.Request | None = None) -> tuple[Any, ...]:
         """After an answer ends, however it ended: the composer back, and the conversation as saved."""
-        session = browser_session(stored)
+        session = self.session(stored, request)
         conv = self._current(session)
         return unlocked_textbox(), self._chatbot(conv), self.conversation_list(session)
 
@@ -243,16 +256,16 @@ class ChatHandlers:
 
     # Chatbot actions
 
-    def retry(self, stored: Any) -> tuple[Any, ...]:
-        session = browser_session(stored)
+    def retry(self, stored: Any, request: gr.Request | None = None) -> tuple[Any, ...]:
+        session = self.session(stored, request)
         conv = self._require_current(session)
         with user_errors():
             conv = retry(conv)
         self.service.store.put(conv)
         return locked_textbox(), self._chatbot(conv)
 
-    def edit(self, stored: Any, edit: gr.EditData) -> tuple[Any, ...]:
-        session = browser_session(stored)
+    def edit(self, stored: Any, edit: gr.EditData, request: gr.Request | None = None) -> tuple[Any, ...]:
+        session = self.session(stored, request)
         conv = self._require_current(session)
         index = edit.index[0] if isinstance(edit.index, (list, tuple)) else edit.index
         with user_errors():
@@ -260,9 +273,9 @@ class ChatHandlers:
         self.service.store.put(conv)
         return locked_textbox(), self._chatbot(conv)
 
-    def undo(self, stored: Any) -> tuple[Any, ...]:
+    def undo(self, stored: Any, request: gr.Request | None = None) -> tuple[Any, ...]:
         """Take back the last message and its answer, and put the message back in the composer."""
-        session = browser_session(stored)
+        session = self.session(stored, request)
         conv = self._require_current(session)
         user_messages = [m for m in conv.messages if m.role == "user"]
         with user_errors():
@@ -275,10 +288,12 @@ class ChatHandlers:
         }
         return self._chatbot(conv), restored
 
-    def show_version(self, stored: Any, select: gr.SelectData) -> gr.Chatbot:
+    def show_version(
+        self, stored: Any, select: gr.SelectData, request: gr.Request | None = None
+    ) -> gr.Chatbot:
         """A version button under the last answer: show the version it names (its value, see
         `chat.display.version_options`)."""
-        session = browser_session(stored)
+        session = self.session(stored, request)
         value = str(select.value)
         with user_errors():
             conv = self.service.show_version(
@@ -286,21 +301,15 @@ class ChatHandlers:
             )
         return self._chatbot(conv)
 
-    def like(self, stored: Any, like: gr.LikeData) -> None:
-        session = browser_session(stored)
+    def like(self, stored: Any, like: gr.LikeData, request: gr.Request | None = None) -> None:
+        session = self.session(stored, request)
         conv = self._require_current(session)
         index = like.index[0] if isinstance(like.index, (list, tuple)) else like.index
         feedback = {True: "like", False: "dislike"}.get(like.liked) if isinstance(like.liked, bool) else None
         with user_errors():
             self.service.store.put(set_feedback(conv, index, feedback))
 
-    def clear(self, stored: Any) -> tuple[Any, ...]:
+    def clear(self, stored: Any, request: gr.Request | None = None) -> tuple[Any, ...]:
         """The Chatbot's clear button (hidden by the CSS): it only leaves the conversation, which stays in
         the list; deleting is the list's Delete, which asks first."""
-        return self.new_conversation(stored)
-
-
-def browser_session(stored: Any) -> BrowserSession:
-    """The session the page was loaded with; only the page load may start a new one."""
-    with user_errors():
-        return BrowserSession.parse(stored)
+        return self.new_conversation(stored, request)

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import gradio as gr
+
 from ixc_app.compose.service import ComposeService
 from ixc_app.ui.compose_handlers import ComposeHandlers
 from ixc_app.ui.errors import user_errors
-from ixc_app.ui.identity import format_handle, new_owner, parse_handle
+from ixc_app.ui.identity import format_handle
 
 COMPOSE_DESCRIPTION = (
     "Compose an illustrated article from an instruction (and optional reference images) with the image "
@@ -53,6 +55,7 @@ class ComposeApi:
         max_new_tokens: float | None = None,
         seed: float | None = None,
         use_meta: bool | None = None,
+        request: gr.Request | None = None,
     ) -> Iterator[tuple[str, str]]:
         """The whole composition in one call (the parameter names are the API's)."""
         form = (
@@ -67,7 +70,7 @@ class ComposeApi:
             seed,
             use_meta,
         )
-        owner = new_owner()
+        owner = self.handlers.owners.new_owner(request)
         with user_errors():
             options = self.handlers.options(form)
             keys = self.service.ingest(files or [])
@@ -79,14 +82,21 @@ class ComposeApi:
                 yield self.service.markdown(progress.article), handle
 
     def article_edit(
-        self, article_id: str, paragraph: float, action: str, text: str | None = ""
+        self,
+        article_id: str,
+        paragraph: float,
+        action: str,
+        text: str | None = "",
+        request: gr.Request | None = None,
     ) -> Iterator[tuple[str, str]]:
         with user_errors():
-            owner, aid = parse_handle(article_id or "")
+            owner, aid = self.handlers.owners.handle(article_id or "", request)
             for article in self.service.edit(owner, aid, int(paragraph or 0), action or "", text or ""):
                 yield self.service.markdown(article), article_id
 
-    def article_export(self, article_id: str, format: str | None = "html") -> str:
+    def article_export(
+        self, article_id: str, format: str | None = "html", request: gr.Request | None = None
+    ) -> str:
         with user_errors():
-            owner, aid = parse_handle(article_id or "")
+            owner, aid = self.handlers.owners.handle(article_id or "", request)
             return str(self.service.export(owner, aid, format or "html"))

@@ -80,15 +80,12 @@ def wire_composer(
 
     figure = [view.caption, view.gallery]
     view.paragraph.change(handlers.figure, [*state, view.paragraph], figure, **quick)
-    view.up.click(
-        lambda *a: handlers.move(*a, -1), [*state, view.paragraph], [view.preview, view.paragraph], **quick
-    )
-    view.down.click(
-        lambda *a: handlers.move(*a, 1), [*state, view.paragraph], [view.preview, view.paragraph], **quick
-    )
+    moved = [view.preview, view.paragraph]
+    view.up.click(handlers.move_up, [*state, view.paragraph], moved, **quick)
+    view.down.click(handlers.move_down, [*state, view.paragraph], moved, **quick)
     history = [view.outline, view.draft, view.preview, view.status]
-    view.undo.click(lambda *a: handlers.history(*a, False), state, history, **quick)
-    view.redo.click(lambda *a: handlers.history(*a, True), state, history, **quick)
+    view.undo.click(handlers.undo, state, history, **quick)
+    view.redo.click(handlers.redo, state, history, **quick)
     view.search.click(
         handlers.search, [*state, view.paragraph, view.caption], [view.preview, *figure], **quick
     )

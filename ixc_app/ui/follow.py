@@ -42,15 +42,15 @@ class AnswerFollower:
         self.service = handlers.service
         self._told: set[str] = set()
 
-    def stop(self, stored: Any) -> None:
+    def stop(self, stored: Any, request: gr.Request | None = None) -> None:
         """Stop: end the open conversation's answer on the server (it is saved as stopped)."""
-        session = _session(stored)
+        session = self._session(stored, request)
         if session is not None and session.conversation:
             self.service.stop(session.owner, session.conversation)
 
-    def resume(self, stored: Any) -> Iterator[tuple[Any, ...]]:
+    def resume(self, stored: Any, request: gr.Request | None = None) -> Iterator[tuple[Any, ...]]:
         """After a page load: follow the open conversation's answer if it is still being written."""
-        session = _session(stored)
+        session = self._session(stored, request)
         if session is not None:
             self._startup_notice(session.owner)
         task = (
@@ -66,7 +66,13 @@ class AnswerFollower:
         locked = gr.MultimodalTextbox(interactive=False, submit_btn=False, stop_btn=True)
         for chatbot in follow_answer(task, self.handlers._chatbot):
             yield locked, chatbot, gr.skip()
-        yield self.handlers.settle(stored)
+        yield self.handlers.settle(stored, request)
+
+    def _session(self, stored: Any, request: gr.Request | None) -> BrowserSession | None:
+        try:
+            return self.handlers.owners.session(stored, request)
+        except MissingSession:
+            return None
 
     def _startup_notice(self, owner: str) -> None:
         recovered = self.service.store.recovered_from
@@ -76,13 +82,6 @@ class AnswerFollower:
                 "The saved conversations could not be read when the app started, so it started with an "
                 "empty history; the damaged copy was kept on the server for its operator."
             )
-
-
-def _session(stored: Any) -> BrowserSession | None:
-    try:
-        return BrowserSession.parse(stored)
-    except MissingSession:
-        return None
 
 
 def wire_follow(view: ChatView, follower: AnswerFollower, loaded: Dependency) -> Dependency:

@@ -2,8 +2,8 @@
 
 Nothing is shared through Gradio's tunnel, no run history or monitoring is kept, uploads land in the data
 dir's upload cache and are refused over the size limit with a 413 before any handler sees them, and only
-validated media and the generated samples are served from disk; the store, the browser-state secret and the
-checkpoint never are. Request bodies are capped as they arrive, before Gradio parses them (`RequestLimits`):
+validated media and the generated samples are served from disk; the store, the secrets and the checkpoint
+never are. Request bodies are capped as they arrive, before Gradio parses them (`RequestLimits`):
 an upload may carry a message's worth of files, any other request `REQUEST_BODY_BYTES`.
 """
 
@@ -14,7 +14,8 @@ from fastapi import FastAPI
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ixc_app.config import SECRET_FILE_NAME, Limits, Settings
+from ixc_app.config import LOGIN_SECRET_FILE_NAME, SECRET_FILE_NAME, Limits, Settings
+from ixc_app.logins import read_accounts
 from ixc_app.serve.limits import BodySizeLimit
 from ixc_app.ui.samples import samples_folder
 from ixc_app.ui.style import FAVICON, STYLESHEET, THEME, logo_css
@@ -47,8 +48,11 @@ class RequestLimits:
 def launch(
     demo: gr.Blocks, settings: Settings, *, prevent_thread_lock: bool = False
 ) -> tuple[FastAPI, str, str | None]:
-    """Start serving `demo` on `settings.host:port`; returns Gradio's (app, local URL, share URL)."""
+    """Start serving `demo` on `settings.host:port`; returns Gradio's (app, local URL, share URL). With an
+    auth file, every page and API call asks for one of its logins first (Gradio's own login page)."""
+    auth = read_accounts(settings.auth_file).pairs() if settings.auth_file is not None else None
     return demo.launch(
+        auth=auth,
         server_name=settings.host,
         server_port=settings.port,
         share=False,
@@ -67,6 +71,7 @@ def launch(
             str(settings.store_dir),
             str(settings.tiny_checkpoint_dir),
             str(settings.data_dir / SECRET_FILE_NAME),
+            str(settings.data_dir / LOGIN_SECRET_FILE_NAME),
         ],
         app_kwargs={"middleware": [Middleware(RequestLimits, limits=settings.limits)]},
         theme=THEME,

@@ -91,14 +91,17 @@ class ChatView:
     transfer: TransferView
 
 
-def header(is_demo_model: bool) -> None:
-    """The title, and for the random-weight demo model a banner that stays on every tab."""
+def header(is_demo_model: bool, *, hf_oauth: bool = False) -> None:
+    """The title, on a Space with Hugging Face OAuth the sign-in button (a signed-in user's history follows
+    them to any browser), and for the random-weight demo model a banner that stays on every tab."""
     with gr.Row(elem_classes="app-header"):
         gr.Markdown(
             "# IXC-2.5 Studio\n"
             "Ask InternLM-XComposer-2.5 about several high-resolution images or a video, over as many turns "
             "as you like."
         )
+        if hf_oauth:
+            gr.LoginButton(size="sm", scale=0, min_width=200, elem_id="login")
     if is_demo_model:
         gr.Markdown(demo_banner_text(), elem_id="demo-banner")
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from ixc_app.ui.chat_handlers import ChatHandlers, browser_session
+from ixc_app.ui.chat_handlers import ChatHandlers
 from ixc_app.ui.errors import user_errors
-from ixc_app.ui.identity import format_handle, new_owner, parse_handle
+from ixc_app.ui.identity import format_handle
 from ixc_app.ui.uploads import upload_cache
 
 if TYPE_CHECKING:
@@ -69,31 +69,33 @@ class TransferHandlers:
         self.handlers = handlers
         self.service = handlers.service
 
-    def export_current(self, stored: Any) -> gr.File:
-        session = browser_session(stored)
+    def export_current(self, stored: Any, request: gr.Request | None = None) -> gr.File:
+        session = self.handlers.session(stored, request)
         with user_errors():
             path = self.service.export(session.owner, session.conversation, _export_folder())
         return gr.File(value=str(path), visible=True)
 
-    def import_archive(self, stored: Any, archive: str | None) -> tuple[Any, ...]:
-        """Import the uploaded zip as a new conversation of this browser, and open it."""
-        session = browser_session(stored)
+    def import_archive(
+        self, stored: Any, archive: str | None, request: gr.Request | None = None
+    ) -> tuple[Any, ...]:
+        """Import the uploaded zip as a new conversation of this browser (or login), and open it."""
+        session = self.handlers.session(stored, request)
         if not archive:
             raise gr.Error("No file arrived; choose the exported .zip again.", print_exception=False)
         with user_errors():
             conv = self.service.import_conversation(session.owner, Path(archive))
         gr.Info(f"'{conv.title}' was imported.")
-        return self.handlers.switch(stored, conv.id)
+        return self.handlers.switch(stored, conv.id, request)
 
-    def api_export(self, conversation_id: str) -> str:
+    def api_export(self, conversation_id: str, request: gr.Request | None = None) -> str:
         with user_errors():
-            owner, existing = parse_handle(conversation_id or "")
+            owner, existing = self.handlers.owners.handle(conversation_id or "", request)
             return str(self.service.export(owner, existing, _export_folder()))
 
-    def api_import(self, archive: str | None) -> str:
+    def api_import(self, archive: str | None, request: gr.Request | None = None) -> str:
         if not archive:
             raise gr.Error("Pass the exported .zip as the archive.", print_exception=False)
-        owner = new_owner()
+        owner = self.handlers.owners.new_owner(request)
         with user_errors():
             conv = self.service.import_conversation(owner, Path(archive))
         return format_handle(owner, conv.id)
