@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from app_harness import write_mp4, write_png
 from conftest import prompt_of
 
 from ixc_app.chat import (
@@ -16,18 +17,21 @@ from ixc_app.chat import (
     add_user_message,
     append_answer,
     finish_answer,
+    ingest_upload,
     new_conversation,
     start_answer,
     to_chatbot,
     to_request,
 )
 from ixc_app.chat.request import image_numbers as chat_image_numbers
+from ixc_app.config import Limits
 from ixc_app.engines.base import Finished, GenerationParams
 from ixc_app.engines.remote.messages import chat_messages
 from ixc_app.engines.wire import IMAGE_TOKEN
 from ixc_app.ixc.prompt import IMAGE_PLACEHOLDER, ImageRef, Turn
 from ixc_app.ixc.template import build_prompt, image_numbers
 from ixc_app.ixc.tokenizer import Tokenizer
+from ixc_app.media import MediaStore
 
 OWNER = "owner-token-aaaaaaaaaaaa"
 S, E = "[UNUSED_TOKEN_146]", "[UNUSED_TOKEN_145]"  # turn start and end
@@ -216,3 +220,20 @@ def test_after_a_budget_trim_the_model_reads_the_numbers_the_labels_show(tokeniz
     remote = user["content"][0]["text"]
     assert re.findall(r"Image(\d+) " + re.escape(IMAGE_TOKEN), remote) == ["3", "4"]
     assert "Image1" not in remote
+
+
+def test_the_same_file_uploaded_under_another_name_is_captioned_with_that_name(tmp_path: Path) -> None:
+    """The store keeps identical content once, under its first name; each upload still shows its own."""
+    media = MediaStore(tmp_path / "media")
+    first = write_png(tmp_path / "holiday.png", (200, 40, 40))
+    again = tmp_path / "a.png"
+    again.write_bytes(first.read_bytes())
+    items = [ingest_upload(media, path, Limits()) for path in (first, again)]
+    assert items[0].key == items[1].key
+    assert [item.name for item in items] == ["holiday.png", "a.png"]
+    clip = write_mp4(tmp_path / "party.mp4")
+    ingest_upload(media, clip, Limits())
+    renamed = ingest_upload(media, clip, Limits(), name="clip.mp4")
+    assert (renamed.kind, renamed.name) == ("video", "clip.mp4")
+    conv = add_user_message(new_conversation(OWNER), "Same?", (items[1], renamed))
+    assert labels(conv) == [["Image 1 · a.png", "Image 2 · clip.mp4"]]
