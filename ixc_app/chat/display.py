@@ -7,8 +7,8 @@ then its text. Browsers play only MP4/H.264 and WebM; any other video is shown a
 Each image and video is labelled with the name the model reads for it, "Image 2 · name.jpg"
 (`request.image_numbers`), or only its file name where the model reads no number (a conversation's only
 image, which the prompt places first unnumbered). The label is the media part's own caption (an image or
-video component part with a `label`, drawn over its top-left corner, and its `alt_text`), never a text part:
-Gradio's edit box edits every text part of a message, so only the user's words are ever in it.
+video component part with a `label`, which `assets/style.css` sets above the picture, and its `alt_text`),
+never a text part: Gradio's edit box edits every text part of a message, so only the user's words are in it.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _media(path: str, mime: str, name: str, caption: str) -> dict[str, Any]:
         "component": "video" if mime.startswith("video/") else "image",
         "value": {"path": path, "mime_type": mime, "orig_name": name, "meta": {"_type": "gradio.FileData"}},
         "constructor_args": {},
-        "props": {"label": caption, "show_label": True, "alt_text": caption},
+        "props": {"label": caption, "alt_text": caption},
     }
 
 
@@ -66,7 +66,7 @@ def _answer_text(message: Message) -> str:
 
 
 def to_chatbot(conv: Conversation, media_path: MediaPath) -> list[dict[str, Any]]:
-    """Messages in `gr.Chatbot`'s format: `{"role", "content"}` with text and file parts."""
+    """Messages in `gr.Chatbot`'s format: `{"role", "content"}` with text and media parts."""
     out: list[dict[str, Any]] = []
     for message, numbers in zip(conv.messages, image_numbers(conv.messages), strict=True):
         if message.role == "user":
