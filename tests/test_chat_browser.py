@@ -133,6 +133,8 @@ def test_a_message_with_an_image_and_a_video_can_be_edited(
     wait_until(lambda: user_texts(page)[-1:] == [EDITED], "the edited text is shown")
     wait_until(lambda: composer_ready(page) and page.get_by_test_id("bot").count() == 1, "it is answered")
     wait_until(lambda: media_shown(page) == (1, 1), "the picture and the clip are still shown")
+    captions = ["Image 1 · red.png", "Image 2 · clip.mp4"]
+    wait_until(lambda: image_labels(page) == captions, "both are captioned")
     assert errors == []
     assert share > 0.8
     page.reload()
