@@ -133,4 +133,5 @@ def prompt_of(request: Any, tokenizer: Any) -> Any:
         prefill=request.prefill,
         hd_num_single=request.hd_num_single,
         hd_num_multi=request.hd_num_multi,
+        first_image=request.first_image,
     )

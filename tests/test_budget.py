@@ -10,7 +10,7 @@ import pytest
 from ixc_app.ixc.budget import BudgetPlan, ContextBudgetExceeded, TurnCost, fit_to_context
 from ixc_app.ixc.prompt import ImageRef, Turn
 from ixc_app.ixc.template import CHAT_META, build_prompt
-from ixc_app.ixc.tokenizer import Tokenizer
+from ixc_app.ixc.tokenizer import TURN_START, Tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -127,17 +127,19 @@ def test_only_the_current_turn_is_left_at_worst(tok: Tokenizer) -> None:
 
 
 def test_the_prompt_is_rebuilt_after_trimming(tok: Tokenizer) -> None:
-    """Two 1920x1080 images get 6 crops each; with the first dropped, the lone one gets 24 and moves first."""
+    """Two 1920x1080 images get 6 crops each; with the first dropped, the one left gets 24 and keeps its
+    number: it is not the conversation's only image, so it does not move first."""
     first, second = image("a", 1920, 1080), image("b", 1920, 1080)
     turns = [Turn("user", "first", (first,)), Turn("assistant", "ok"), Turn("user", "second", (second,))]
     full = build_prompt(turns, tok)
     assert [s.num_tokens for s in full.images] == [2861, 2861]
     assert full.num_tokens == 5754
     plan = fit(turns, tok, limit=5500)
-    assert plan.dropped == 2
-    assert plan.prompt.text.startswith("<ImageHere>")
+    assert (plan.dropped, plan.first_image) == (2, 2)
+    assert plan.prompt.text.startswith(f"{TURN_START}user\nImage2 <ImageHere>; second")
     assert [(s.hd_num, s.num_tokens) for s in plan.prompt.images] == [(24, 5281)]
-    assert plan.prompt.num_tokens == 5292
+    assert plan.prompt.num_tokens == 5296
+    assert plan.prompt == build_prompt(turns[2:], tok, first_image=2)
     assert plan.costs[2] == TurnCost(text_tokens=10, image_tokens=(2861,))
 
 
@@ -148,7 +150,7 @@ def test_trimming_can_make_it_worse_and_then_it_is_an_error(tok: Tokenizer) -> N
     assert build_prompt(turns, tok).num_tokens == 5754
     with pytest.raises(ContextBudgetExceeded) as error:
         fit(turns, tok, limit=5800)
-    assert (error.value.needed, error.value.image_tokens) == (10112, 10101)
+    assert (error.value.needed, error.value.image_tokens) == (10116, 10101)
 
 
 def test_current_turn_too_big_is_a_clear_error(tok: Tokenizer) -> None:

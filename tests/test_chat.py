@@ -279,9 +279,11 @@ def test_image_ref_is_the_image_or_the_videos_strip() -> None:
 
 
 def file_part(content: list, index: int) -> dict:
+    """The file of a media part (an image or video component part, captioned with its label)."""
     part = content[index]
-    assert part["type"] == "file"
-    return part["file"]
+    assert part["type"] == "component"
+    assert part["component"] in ("image", "video")
+    return {k: v for k, v in part["value"].items() if k != "meta"}
 
 
 def test_chatbot_has_one_message_per_conversation_message_with_media_inline() -> None:
@@ -309,9 +311,10 @@ def test_chatbot_has_one_message_per_conversation_message_with_media_inline() ->
 def test_a_video_browsers_cannot_play_is_shown_as_its_poster() -> None:
     conv = add_user_message(new_conversation(OWNER), "what happens?", (MKV,))
     part = to_chatbot(conv, media_path)[0]["content"][0]
-    assert part["file"]["path"] == media_path(MKV.poster_key)
-    assert part["file"]["mime_type"].startswith("image/")
-    assert "clip.mkv" in part["alt_text"]
+    assert part["component"] == "image"
+    assert file_part([part], 0)["path"] == media_path(MKV.poster_key)
+    assert file_part([part], 0)["mime_type"].startswith("image/")
+    assert part["props"]["label"] == "clip.mkv (video; this format plays only after download)"
 
 
 def test_chatbot_shows_errors_and_stops() -> None:

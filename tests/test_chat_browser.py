@@ -134,12 +134,97 @@ def test_a_message_with_an_image_and_a_video_can_be_edited(
     wait_until(lambda: user_texts(page)[-1:] == [EDITED], "the edited text is shown")
     wait_until(lambda: composer_ready(page) and page.get_by_test_id("bot").count() == 1, "it is answered")
     wait_until(lambda: media_shown(page) == (1, 1), "the picture and the clip are still shown")
+    captions = ["Image 1 · red.png", "Image 2 · clip.mp4"]
+    wait_until(lambda: image_labels(page) == captions, "both are captioned")
     assert errors == []
     assert share > 0.8
     page.reload()
     loaded(page)
     wait_until(lambda: user_texts(page)[-1:] == [EDITED], "the edit was saved")
     wait_until(lambda: media_shown(page) == (1, 1), "the picture and the clip are back")
+    page.context.close()
+
+
+def image_labels(page: Any) -> list[str]:
+    """The caption drawn over each image or video in the user's messages, in order."""
+    return page.locator("#chatbot [data-testid=user] [data-testid=block-label]").all_inner_texts()
+
+
+def labels_above_their_images(page: Any) -> bool:
+    """Every caption is visible, right above its own picture, and covers none of it."""
+    bubbles = page.locator("#chatbot [data-testid=user]").filter(has=page.locator("img"))
+    for bubble in bubbles.all():
+        caption, picture = bubble.get_by_test_id("block-label"), bubble.locator("img")
+        if not caption.is_visible():
+            return False
+        box, under = caption.bounding_box(), picture.bounding_box()
+        above = box["y"] + box["height"] <= under["y"] + 1 and under["y"] - box["y"] < 3 * box["height"]
+        beside = box["x"] < under["x"] + under["width"] and under["x"] < box["x"] + box["width"]
+        if not (above and beside):
+            return False
+    return True
+
+
+@pytest.mark.browser
+def test_images_are_labelled_with_the_number_the_model_reads_across_turns(
+    app: RunningApp,
+    browser: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    page = browser.new_context(viewport={"width": 1280, "height": 1400}).new_page()
+    open_app(page, app.url)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    set_max_new_tokens(page, 4)
+    colours = {"a": (200, 40, 40), "b": (40, 160, 60), "c": (40, 60, 200)}
+    pictures = {name: write_png(tmp_path / f"{name}.png", colour) for name, colour in colours.items()}
+    attach(page, [pictures["a"], pictures["b"]])
+    send(page, "Compare them")
+    attach(page, [pictures["c"]])
+    send(page, "And this")
+    expected = ["Image 1 · a.png", "Image 2 · b.png", "Image 3 · c.png"]
+    wait_until(lambda: image_labels(page) == expected, "each image shows its number and name")
+    shot(page, "labels-across-turns", full_page=False)
+    assert labels_above_their_images(page)
+
+    # Editing the second message: the edit box holds the user's words only, and the labels stay.
+    page.get_by_test_id("user").get_by_text("And this").hover()
+    page.locator("#chatbot").get_by_role("button", name="Edit").last.click()
+    box = page.locator("#chatbot textarea.edit-textarea")
+    assert [area.input_value() for area in box.all()] == ["And this"]
+    shot(page, "labels-edit-box", full_page=False)
+    box.fill("And this blue one?")
+    box.press("Enter")
+    wait_until(lambda: user_texts(page)[-1:] == ["And this blue one?"], "the edited text is shown")
+    wait_until(lambda: composer_ready(page) and page.get_by_test_id("bot").count() == 2, "it is answered")
+    wait_until(lambda: image_labels(page) == expected, "the labels stay")
+    shot(page, "labels-edited", full_page=False)
+
+    # A refused edit (a message with no image emptied) says why and leaves the chat as it was.
+    send(page, "Thanks")
+    page.get_by_test_id("user").get_by_text("Thanks").hover()
+    page.locator("#chatbot").get_by_role("button", name="Edit").last.click()
+    box.fill("")
+    box.press("Enter")
+    toast(page, "The message is empty; type a question or attach an image or a video.")
+    wait_until(lambda: box.count() == 0, "the edit box is closed")
+    kept = ["Image 3 · c.png", "And this blue one?", "Thanks"]
+    wait_until(lambda: user_texts(page)[-3:] == kept, "the refused edit left the chat as it was")
+    wait_until(lambda: page.locator("#chatbot span.error").count() == 0, "the chat shows no error state")
+    shot(page, "labels-refused-edit", full_page=False)
+    assert image_labels(page) == expected
+    assert labels_above_their_images(page)
+    page.get_by_test_id("user").get_by_text("Thanks").hover()
+    page.locator("#chatbot").get_by_role("button", name="Edit").last.click()
+    box.fill("Thanks a lot")
+    box.press("Enter")
+    wait_until(lambda: user_texts(page)[-1:] == ["Thanks a lot"], "a later edit still works")
+    wait_until(lambda: composer_ready(page) and page.get_by_test_id("bot").count() == 3, "it is answered")
+    wait_until(lambda: image_labels(page) == expected, "the labels stay")
+    assert errors == []
+    page.reload()
+    loaded(page)
+    wait_until(lambda: image_labels(page) == expected, "the labels are back after a reload")
     page.context.close()
 
 

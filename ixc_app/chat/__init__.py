@@ -28,8 +28,10 @@ Conversions:
 - `to_request(conv, tokenizer, media_path, *, context_budget, max_new_tokens_cap=None)
   -> PreparedRequest(request, dropped_messages, prompt_tokens)`; raises `ContextBudgetExceeded` (one
   sentence: what to cut).
-- `to_chatbot(conv, media_path) -> list[{"role", "content"}]`: one Chatbot message per conversation message;
-  the last answer's versions as its `options`.
+- `to_chatbot(conv, media_path) -> list[{"role", "content"}]`: one Chatbot message per conversation message,
+  each image and video captioned "Image n · name" with the number the model reads for it
+  (`chat.request.image_numbers(messages)`, the template's numbering; kept when old turns are trimmed); the
+  last answer's versions as its `options`.
 - `media_path` is any `key -> path` function, normally `store.media.path`.
 
 Media:

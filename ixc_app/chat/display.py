@@ -2,8 +2,13 @@
 
 Exactly one Chatbot message per conversation message, in order, so the index Gradio reports for like, edit,
 retry and undo events is the index into `Conversation.messages`. A user message shows its media first, inline,
-then its text. Browsers play only MP4/H.264 and WebM; any other video is shown as its poster frame, labelled
-with the file's name.
+then its text. Browsers play only MP4/H.264 and WebM; any other video is shown as its poster frame.
+
+Each image and video is labelled with the name the model reads for it, "Image 2 · name.jpg"
+(`request.image_numbers`), or only its file name where the model reads no number (a conversation's only
+image, which the prompt places first unnumbered). The label is the media part's own caption (an image or
+video component part with a `label`, which `assets/style.css` sets above the picture, and its `alt_text`),
+never a text part: Gradio's edit box edits every text part of a message, so only the user's words are in it.
 
 A last answer with several versions carries them as the message's `options` ("‹", "2/3", "›"), which
 Gradio shows as buttons under the last message only and reports through `option_select` with the option's
@@ -17,7 +22,7 @@ import mimetypes
 from typing import Any
 
 from ixc_app.chat.conversation import Conversation, MediaItem, Message
-from ixc_app.chat.request import MediaPath
+from ixc_app.chat.request import MediaPath, image_numbers
 
 FINISH_NOTES = {
     "cancelled": "*(stopped)*",
@@ -27,17 +32,30 @@ FINISH_NOTES = {
 }
 
 
-def _file(path: str, mime: str, alt: str) -> dict[str, Any]:
-    """A file part with its MIME type given, so display does not depend on the stored file's extension."""
-    return {"type": "file", "file": {"path": path, "mime_type": mime, "orig_name": alt}, "alt_text": alt}
+def label(item: MediaItem, number: int | None) -> str:
+    """What the chat calls a media item: the model's name for it with the file's, or the file's alone."""
+    return item.name if number is None else f"Image {number} · {item.name}"
 
 
-def media_part(item: MediaItem, media_path: MediaPath) -> dict[str, Any]:
+def _media(path: str, mime: str, name: str, caption: str) -> dict[str, Any]:
+    """An image or video component part captioned `caption`, its MIME type given so display does not depend
+    on the stored file's extension."""
+    return {
+        "type": "component",
+        "component": "video" if mime.startswith("video/") else "image",
+        "value": {"path": path, "mime_type": mime, "orig_name": name, "meta": {"_type": "gradio.FileData"}},
+        "constructor_args": {},
+        "props": {"label": caption, "alt_text": caption},
+    }
+
+
+def media_part(item: MediaItem, media_path: MediaPath, number: int | None) -> dict[str, Any]:
+    caption = label(item, number)
     if item.kind == "video" and not item.playable and item.poster_key:
         path = str(media_path(item.poster_key))
         mime = mimetypes.guess_type(path)[0] or "image/png"
-        return _file(path, mime, f"{item.name} (video; this format plays only after download)")
-    return _file(str(media_path(item.key)), item.mime, item.name)
+        return _media(path, mime, item.name, f"{caption} (video; this format plays only after download)")
+    return _media(str(media_path(item.key)), item.mime, item.name, caption)
 
 
 def _answer_text(message: Message) -> str:
@@ -67,12 +85,13 @@ def version_options(message: Message) -> list[dict[str, str]]:
 
 
 def to_chatbot(conv: Conversation, media_path: MediaPath) -> list[dict[str, Any]]:
-    """Messages in `gr.Chatbot`'s format: `{"role", "content"}` with text and file parts, and the version
+    """Messages in `gr.Chatbot`'s format: `{"role", "content"}` with text and media parts, and the version
     buttons of the last answer (`version_options`)."""
     out: list[dict[str, Any]] = []
-    for message in conv.messages:
+    for message, numbers in zip(conv.messages, image_numbers(conv.messages), strict=True):
         if message.role == "user":
-            content: list[Any] = [media_part(item, media_path) for item in message.media]
+            media = zip(message.media, numbers, strict=True)
+            content: list[Any] = [media_part(item, media_path, number) for item, number in media]
             if message.text or not content:
                 content.append(message.text)
             out.append({"role": "user", "content": content})

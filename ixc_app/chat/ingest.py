@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ixc_app.chat.conversation import MediaItem
@@ -57,9 +58,14 @@ def ingest_upload(
     name: str | None = None,
     progress: Progress | None = None,
 ) -> MediaItem:
-    """Validate and store `path` (shown as `name`, default its file name), or raise `MediaRejected`."""
+    """Validate and store `path` (shown as `name`, default its file name), or raise `MediaRejected`.
+
+    The item carries this upload's own name even when the same content was stored before under another
+    (the store keeps the first name): the chat captions it, and another user's file name is not theirs to see.
+    """
     path = Path(path)
     stored = media.add(path, name or path.name, media_limits(limits))
+    stored = replace(stored, name=Path(name or path.name).name or stored.name)
     if stored.kind == "image":
         return MediaItem(
             key=stored.key,

@@ -8,7 +8,7 @@ messages that was, so the UI can say so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from ixc_app.engines.base import Request
 from ixc_app.ixc.budget import ContextBudgetExceeded, fit_to_context
 from ixc_app.ixc.prompt import ImageRef, Turn
 from ixc_app.ixc.template import CHAT_META
+from ixc_app.ixc.template import image_numbers as template_image_numbers
 from ixc_app.ixc.tokenizer import Tokenizer
 
 MediaPath = Callable[[str], Path | str]
@@ -37,6 +38,7 @@ __all__ = [
     "PreparedRequest",
     "custom_meta_instruction",
     "hd_nums",
+    "image_numbers",
     "image_ref",
     "meta_instruction",
     "to_request",
@@ -67,11 +69,26 @@ def image_ref(item: MediaItem, media_path: MediaPath) -> ImageRef:
     return ImageRef(key=item.key, path=str(media_path(item.key)), width=item.width, height=item.height)
 
 
-def to_turns(messages: tuple[Message, ...], media_path: MediaPath) -> tuple[Turn, ...]:
-    return tuple(
-        Turn(role=m.role, text=m.text, images=tuple(image_ref(item, media_path) for item in m.media))
-        for m in messages
-    )
+def to_turns(messages: Sequence[Message], ref: Callable[[MediaItem], ImageRef]) -> tuple[Turn, ...]:
+    """The messages as template turns, each media item seen through `ref`."""
+    return tuple(Turn(m.role, m.text, tuple(ref(item) for item in m.media)) for m in messages)
+
+
+def image_numbers(messages: Sequence[Message]) -> tuple[tuple[int | None, ...], ...]:
+    """For each message, the number the model reads for each of its media items, None where it reads none.
+
+    The template's own numbering (`ixc.template.image_numbers`) of the turns `to_request` makes of these
+    messages, so the chat's labels and the prompt agree by construction. Numbers stay those of the whole
+    conversation when the budget leaves old turns out (`fit_to_context` passes the kept turns' first
+    number), rather than restarting from 1 in what is kept: a label never changes under the user, and words
+    they wrote earlier ("compare Image 2 and Image 5") keep meaning the same images. Only counts and texts
+    matter here, so items are counted without their files (a video needs no strip to be numbered).
+    """
+    return template_image_numbers(to_turns(messages, _counted))
+
+
+def _counted(item: MediaItem) -> ImageRef:
+    return ImageRef(item.key, path="", width=item.width, height=item.height, is_video=item.kind == "video")
 
 
 def hd_nums(settings: ChatSettings) -> tuple[int, int]:
@@ -128,7 +145,7 @@ def to_request(
     meta = meta_instruction(settings)
     single, multi = hd_nums(settings)
     plan = fit_to_context(
-        to_turns(messages, media_path),
+        to_turns(messages, lambda item: image_ref(item, media_path)),
         tokenizer,
         context_limit=context_budget,
         max_new_tokens=params.max_new_tokens,
@@ -143,6 +160,7 @@ def to_request(
         meta_instruction=meta,
         hd_num_single=single,
         hd_num_multi=multi,
+        first_image=plan.first_image,
     )
     return PreparedRequest(
         request=request, dropped_messages=plan.dropped, prompt_tokens=plan.prompt.num_tokens

@@ -50,7 +50,9 @@ class Request:
     it; needs `supports_prefill`); the streamed text continues after it. The answer ends before the first of
     the `stop` strings it would contain (the stop string itself is not part of the answer), with finish
     reason "stop". A request is stateless: an engine with `prefix_cache` reuses what any earlier request
-    computed for the same prompt prefix, so callers send the whole conversation every time.
+    computed for the same prompt prefix, so callers send the whole conversation every time. A caller that
+    leaves its oldest turns out sets `first_image` to the number the first image of `turns` has in the whole
+    conversation, so the prompt keeps each image's number (`ixc.template.image_numbers`).
     """
 
     turns: tuple[Turn, ...]
@@ -61,6 +63,7 @@ class Request:
     stop: tuple[str, ...] = ()
     hd_num_single: int = 24
     hd_num_multi: int = 6
+    first_image: int = 1
 
 
 @dataclass(frozen=True)

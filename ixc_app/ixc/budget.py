@@ -2,8 +2,10 @@
 
 The chat calls this before an engine so a long conversation loses its oldest exchanges instead of failing or
 being cut mid-prompt (the reference truncates the embeddings, which can cut the current question). Dropping
-turns can change the prompt itself (one image left moves first and gets the single-image crop budget), so
-every candidate is laid out by the template and the chosen one is built for real.
+turns can change the prompt itself (one image left gets the single-image crop budget), so every candidate is
+laid out by the template and the chosen one is built for real. The images kept keep their numbers in the
+conversation (`template.image_numbers`): the model reads the names the chat shows and the user's own words
+("compare Image 2 and Image 5") still mean the same images.
 """
 
 from __future__ import annotations
@@ -49,7 +51,9 @@ class BudgetPlan:
     """The turns kept (oldest `dropped` removed), their prompt, and the costs of the conversation as given.
 
     `costs` has one entry per input turn and `overhead_tokens` counts BOS, the system turn, the answer header
-    and the prefill, both as they stand in the untrimmed prompt.
+    and the prefill, both as they stand in the untrimmed prompt. `first_image` is the number the kept turns'
+    first image has in the whole conversation, which the prompt was built with (1 when nothing with images
+    was dropped); a request built from `turns` must carry it.
     """
 
     turns: tuple[Turn, ...]
@@ -57,6 +61,7 @@ class BudgetPlan:
     prompt: Prompt
     costs: tuple[TurnCost, ...]
     overhead_tokens: int
+    first_image: int = 1
 
 
 def fit_to_context(
@@ -94,19 +99,25 @@ def fit_to_context(
     first = _replayed_cut(costs, overhead, available, trim_to) if trim_to < 1 else 0
     for dropped in range(first, len(turns), 2):
         kept = tuple(turns[dropped:])
-        kept_costs, kept_overhead = _costs(lay(kept), len(kept), count)
+        first_image = _first_image(turns, dropped)
+        kept_costs, kept_overhead = _costs(lay(kept, first_image=first_image), len(kept), count)
         if kept_overhead + sum(cost.total for cost in kept_costs) > available:
             continue
-        prompt = build(kept)
+        prompt = build(kept, first_image=first_image)
         if prompt.num_tokens <= available:
-            return BudgetPlan(kept, dropped, prompt, costs, overhead)
-    alone = build(turns[-1:])
+            return BudgetPlan(kept, dropped, prompt, costs, overhead, first_image)
+    alone = build(turns[-1:], first_image=_first_image(turns, len(turns) - 1))
     raise ContextBudgetExceeded(
         needed=alone.num_tokens,
         image_tokens=sum(image.num_tokens for image in alone.images),
         reserved=max_new_tokens,
         limit=context_limit,
     )
+
+
+def _first_image(turns: Sequence[Turn], dropped: int) -> int:
+    """The number of the first image after the `dropped` oldest turns."""
+    return 1 + sum(len(turn.images) for turn in turns[:dropped])
 
 
 def _replayed_cut(costs: Sequence[TurnCost], overhead: int, available: int, trim_to: float) -> int:

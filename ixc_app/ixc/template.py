@@ -2,9 +2,10 @@
 
 It reproduces the reference `interleav_wrap_chat` (spec section 2): turn markers, the optional system turn,
 a lone image first after BOS, several images announced as `Image{n} <ImageHere>; ` with numbering across the
-conversation, the crop budget `hd_num` chosen by the image count, and text tokenized segment by segment
-between images with BOS on the first segment only. A user turn may instead place its images itself with one
-`<ImageHere>` per image (the composer's prompts do, as the reference `chat()` allows).
+conversation (`image_numbers`, which the chat's display labels its images with too), the crop budget `hd_num`
+chosen by the image count, and text tokenized segment by segment between images with BOS on the first segment
+only. A user turn may instead place its images itself with one `<ImageHere>` per image (the composer's prompts
+do, as the reference `chat()` allows).
 """
 
 from __future__ import annotations
@@ -73,10 +74,12 @@ def build_prompt(
     prefill: str = "",
     hd_num_single: int = 24,
     hd_num_multi: int = 6,
+    first_image: int = 1,
 ) -> Prompt:
     """The prompt for answering the last (user) turn of `turns`; `prefill` starts the assistant's answer.
 
     No system turn when `meta_instruction` is None or empty (the reference's `use_meta=False`).
+    `first_image` is the number of the first image of `turns` (see `image_numbers`).
     """
     blocks = layout(
         turns,
@@ -84,6 +87,7 @@ def build_prompt(
         prefill=prefill,
         hd_num_single=hd_num_single,
         hd_num_multi=hd_num_multi,
+        first_image=first_image,
     )
     parts = [part for block in blocks for part in block.parts]
     text = "".join(part if isinstance(part, str) else IMAGE_PLACEHOLDER for part in parts)
@@ -97,6 +101,7 @@ def layout(
     prefill: str = "",
     hd_num_single: int = 24,
     hd_num_multi: int = 6,
+    first_image: int = 1,
 ) -> tuple[Block, ...]:
     """The prompt as blocks of text and sized image slots, before tokenization."""
     _check_roles(turns)
@@ -104,23 +109,43 @@ def layout(
     hd_num = hd_num_single if len(images) == 1 else hd_num_multi
     slots = iter([_image_segment(image, image.hd_num or hd_num) for image in images])
     texts = [_safe_text(turn, index) for index, turn in enumerate(turns)]
-    lone_first = len(images) == 1 and all(IMAGE_PLACEHOLDER not in text for text in texts)
+    numbers = image_numbers(turns, first=first_image)
 
     blocks: list[Block] = []
-    if lone_first:
+    if _lone_first(texts, len(images), first_image):
         blocks.append(Block(next(i for i, turn in enumerate(turns) if turn.images), (next(slots),)))
     if meta_instruction:
         blocks.append(Block(None, (f"{TURN_START}system\n{_clean(meta_instruction)}{TURN_END}\n",)))
-    number = 0
-    for index, (turn, text) in enumerate(zip(turns, texts, strict=True)):
-        if turn.role == "user" and not lone_first:
-            if IMAGE_PLACEHOLDER not in text:
-                text = "".join(f"Image{n} {IMAGE_PLACEHOLDER}; " for n in _numbers(number, turn)) + text
-            number += len(turn.images)
+    for index, (turn, text, numbered) in enumerate(zip(turns, texts, numbers, strict=True)):
+        text = "".join(f"Image{n} {IMAGE_PLACEHOLDER}; " for n in numbered if n is not None) + text
         body = f"{TURN_START}{turn.role}\n{text}{TURN_END}\n"
         blocks.append(Block(index, _fill_slots(body, slots)))
     blocks.append(Block(None, (f"{TURN_START}assistant\n{_clean(prefill)}",)))
     return tuple(blocks)
+
+
+def image_numbers(turns: Sequence[Turn], *, first: int = 1) -> tuple[tuple[int | None, ...], ...]:
+    """For each turn, the number each of its images is announced with (`Image{n} <ImageHere>; `), or None
+    where the prompt shows that image without a number.
+
+    Images are numbered in conversation order from `first`. The prompt builder writes these numbers and the
+    chat labels its images with them, so the label a user reads is the name the model read. A caller that
+    leaves earlier turns out passes `first` = 1 + the images of those turns: the kept images keep their
+    numbers, so `image_numbers(turns[k:], first=1 + images in turns[:k])` is `image_numbers(turns)[k:]`.
+    The reference never trims, so this is its numbering of the whole conversation, continued. Unnumbered:
+    the conversation's only image (no earlier images, `first` 1, and no `<ImageHere>` in any text), which
+    goes first after BOS as in the reference; and the images of a user turn that places them itself with
+    `<ImageHere>` (they still count, so the images after them are numbered as before).
+    """
+    texts = [_text(turn) for turn in turns]
+    lone = _lone_first(texts, sum(len(turn.images) for turn in turns), first)
+    numbers: list[tuple[int | None, ...]] = []
+    for turn, text in zip(turns, texts, strict=True):
+        count = len(turn.images)
+        shown = not lone and IMAGE_PLACEHOLDER not in text
+        numbers.append(tuple(first + n if shown else None for n in range(count)))
+        first += count
+    return tuple(numbers)
 
 
 def text_runs(parts: Sequence[str | ImageSegment]) -> list[str | ImageSegment]:
@@ -166,9 +191,9 @@ def _check_roles(turns: Sequence[Turn]) -> None:
 
 def _safe_text(turn: Turn, index: int) -> str:
     """The turn's text made safe; for a user turn, its `<ImageHere>` count is checked against its images."""
+    text = _text(turn)
     if turn.role == "assistant":
-        return _clean(turn.text)
-    text = _strip(turn.text, _MARKERS)
+        return text
     placed = text.count(IMAGE_PLACEHOLDER)
     if placed and placed != len(turn.images):
         raise ValueError(
@@ -176,6 +201,11 @@ def _safe_text(turn: Turn, index: int) -> str:
             "image(s): remove the markers or give one image per marker."
         )
     return text
+
+
+def _text(turn: Turn) -> str:
+    """The turn's text as the prompt writes it: no turn markers; an answer places no images either."""
+    return _clean(turn.text) if turn.role == "assistant" else _strip(turn.text, _MARKERS)
 
 
 def _clean(text: str) -> str:
@@ -204,9 +234,9 @@ def _fill_slots(body: str, slots: Iterator[ImageSegment]) -> tuple[str | ImageSe
     return tuple(part for part in parts if part != "")
 
 
-def _numbers(before: int, turn: Turn) -> range:
-    """The conversation-wide numbers of `turn`'s images, counting from 1."""
-    return range(before + 1, before + 1 + len(turn.images))
+def _lone_first(texts: Sequence[str], images: int, first: int) -> bool:
+    """The reference places a conversation's only image first, unnumbered, unless a text places it itself."""
+    return first == 1 and images == 1 and all(IMAGE_PLACEHOLDER not in text for text in texts)
 
 
 def _image_segment(image: ImageRef, hd_num: int) -> ImageSegment:

@@ -111,11 +111,10 @@ def wire_chat(
             view.chatbot.retry(handlers.retry, [view.browser], [view.textbox, view.chatbot], **quick)
         )
     )
-    answers.append(
-        answer_then_settle(
-            view.chatbot.edit(handlers.edit, [view.browser], [view.textbox, view.chatbot], **quick)
-        )
-    )
+    edited = view.chatbot.edit(handlers.edit, [view.browser], [view.textbox, view.chatbot], **quick)
+    # The browser shows the edited text before the server answers: a refused edit shows the saved one again.
+    edited.failure(handlers.settle, [view.browser], [view.textbox, view.chatbot, view.conversations], **quick)
+    answers.append(answer_then_settle(edited))
     view.textbox.stop(follower.stop, [view.browser], None, cancels=[*answers, resumed], **quick)
     running = [*(ingested for ingested, _ in sent), *answers]
 

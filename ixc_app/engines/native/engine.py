@@ -194,6 +194,7 @@ class NativeEngine:
                 prefill=request.prefill,
                 hd_num_single=request.hd_num_single,
                 hd_num_multi=request.hd_num_multi,
+                first_image=request.first_image,
             )
         except ValueError as exc:
             raise BadRequest(str(exc)) from exc

@@ -99,6 +99,7 @@ def chat_messages(request: Request, data_url: DataUrls) -> list[dict[str, Any]]:
             prefill=request.prefill,
             hd_num_single=request.hd_num_single,
             hd_num_multi=request.hd_num_multi,
+            first_image=request.first_image,
         )
     )
     answer = _between(_only_text(blocks.pop().parts), _ANSWER_HEAD, "")
