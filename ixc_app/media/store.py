@@ -27,8 +27,8 @@ from typing import Any
 
 from PIL import Image
 
-from ixc_app.media.frames import VideoInfo
 from ixc_app.media.images import load_rgb, to_rgb
+from ixc_app.media.probe import VideoInfo
 from ixc_app.media.validate import (
     MediaKind,
     MediaLimits,
