@@ -3,12 +3,15 @@
 Exactly one Chatbot message per conversation message, in order, so the index Gradio reports for like, edit,
 retry and undo events is the index into `Conversation.messages`. A user message shows its media first, inline,
 then its text. Browsers play only MP4/H.264 and WebM; any other video is shown as its poster frame, labelled
-with the file's name.
+with the file's name. While a message's attachments are being read it shows as a pending message after the
+conversation's own: display only, since it is not in the conversation until every file is stored.
 """
 
 from __future__ import annotations
 
 import mimetypes
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from ixc_app.chat.conversation import Conversation, MediaItem, Message
@@ -59,3 +62,18 @@ def to_chatbot(conv: Conversation, media_path: MediaPath) -> list[dict[str, Any]
         else:
             out.append({"role": "assistant", "content": _answer_text(message)})
     return out
+
+
+def _escaped(name: str) -> str:
+    """A file name as literal Markdown text."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~])", r"\\\1", name)
+
+
+def pending_message(text: str, attachments: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """The user's message while its attachments are read: a line per attachment, `(name, how far it is)`
+    (for example `("clip.mp4", "decoding frame 12/32")`), then the text."""
+    lines = [f"*Processing {_escaped(name)} … {status}*" for name, status in attachments]
+    content: list[Any] = ["\n\n".join(lines)] if lines else []
+    if text:
+        content.append(text)
+    return {"role": "user", "content": content}
