@@ -91,6 +91,7 @@ def wire_chat(
             concurrency_limit=MEDIA_CONCURRENCY,
             api_visibility=PRIVATE,
             show_progress="hidden",
+            show_progress_on=[view.textbox],
         )
         ingested.failure(handlers.unlock, None, [view.textbox], **quick)
         ingested.success(handlers.refresh_list, [view.browser], [view.conversations], **quick)

@@ -38,7 +38,7 @@ from ixc_app.ui.settings_form import by_name, form_values, settings_from_form
 
 log = logging.getLogger(__name__)
 
-STOPPED = "The message was not sent and none of its files were kept; its text is back in the box."
+STOPPED = "Stopped: the message was not sent and none of its files were kept; its text is back in the box."
 
 
 def locked_textbox() -> gr.MultimodalTextbox:
@@ -194,7 +194,7 @@ class ChatHandlers:
         return busy_textbox()
 
     def ingest(
-        self, message: dict[str, Any] | None, stored: Any, *settings_values: Any, request: gr.Request
+        self, message: dict[str, Any] | None, stored: Any, request: gr.Request, *settings_values: Any
     ) -> Iterator[tuple[Any, ...]]:
         """Show the message at once, with a line per attachment that follows its reading (`ui.sending`), then
         store it; the composer shows Stop meanwhile, for the reading and then for the answer. Refused or
@@ -222,7 +222,8 @@ class ChatHandlers:
                 try:
                     media = reading.result()
                 except StoppedByUser as exc:
-                    raise gr.Error(STOPPED, title="Stopped", print_exception=False) from exc
+                    gr.Info(STOPPED)  # not an error: failing silently only keeps the answer from following
+                    raise gr.Error(STOPPED, visible=False, print_exception=False) from exc
                 conv, _ = self.service.add_message(conv, draft.text, media)
         except Exception:
             restored = {"text": typed, "files": []}
