@@ -6,13 +6,12 @@ processed, and the page in English or Chinese. Screenshots go to `test-artifacts
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from app_harness import UPLOADS, RunningApp, write_mp4
+from app_harness import UPLOADS, HeldFrame, RunningApp, write_mp4
 from test_browser import (
     attach,
     browser,  # noqa: F401 (the fixture of the main story, shared)
@@ -26,8 +25,6 @@ from test_browser import (
 )
 from test_chat_browser import media_shown, toast
 
-from ixc_app.chat import MediaItem
-from ixc_app.chat.service import FileProgress
 from ixc_app.ui.chat_handlers import STOPPED
 
 pytestmark = pytest.mark.browser
@@ -182,26 +179,6 @@ def test_on_a_phone_the_list_is_a_drawer_and_the_composer_is_on_the_first_screen
     assert in_view(wide, "#new-conversation")
     shot(wide, "ux-9-wide", full_page=False)
     wide.context.close()
-
-
-class HeldFrame:
-    """A test fake around the app's real `ChatService.ingest`: when frame `hold` of a video has been decoded,
-    the reading stays there, reporting that frame again every 50 ms (so a Stop is noticed as at any frame),
-    until `release` is set. Everything else, decoding included, is the real path."""
-
-    def __init__(self, ingest: Any, hold: int) -> None:
-        self.ingest = ingest
-        self.hold = hold
-        self.release = threading.Event()
-
-    def __call__(self, files: Sequence[str], progress: FileProgress) -> tuple[MediaItem, ...]:
-        def report(index: int, fraction: float, step: str) -> None:
-            progress(index, fraction, step)
-            if step.startswith(f"decoding frame {self.hold}/"):
-                while not self.release.wait(0.05):
-                    progress(index, fraction, step)
-
-        return self.ingest(files, report)
 
 
 @pytest.fixture

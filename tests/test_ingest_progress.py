@@ -8,14 +8,19 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+import gradio as gr
 import pytest
+from app_harness import HeldFrame
+from test_answers import OWNER, handlers, wait_for  # noqa: F401 (the fixture)
 from test_data_dir import files_under, noise_png, service  # noqa: F401 (the fixture)
 from test_media_frames import write_clip
 
 from ixc_app.chat import MediaItem
 from ixc_app.chat.service import ChatService, FileProgress
 from ixc_app.media import NotMedia, frames, video_composite
+from ixc_app.ui.chat_handlers import ChatHandlers
 from ixc_app.ui.sending import Reading, StoppedByUser
+from ixc_app.ui.settings_form import form_values
 
 
 class Stop(Exception):
@@ -171,3 +176,63 @@ def test_a_reading_stopped_midway_raises_stopped_and_removes_the_raw_uploads(
     assert reading[0].states[0].step == "decoding frame 2/32"
     assert not raw.exists()
     assert files_under(service.settings.media_dir) == []
+
+
+class Tab:
+    """What the handlers read of a Gradio request: the tab's session hash."""
+
+    session_hash = "tab-1"
+
+
+def reading_event(chat: ChatHandlers, clip: Path, folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple:
+    """The ingest event of a page sending `clip` as an upload, held at its second frame; returns the event,
+    the raw upload and the fake."""
+    raw = folder / "uploads" / "abc" / clip.name
+    raw.parent.mkdir(parents=True)
+    raw.write_bytes(clip.read_bytes())
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(folder / "uploads"))
+    held = HeldFrame(chat.service.ingest, hold=2)
+    monkeypatch.setattr(chat.service, "ingest", held)
+    message = {"text": "What is this?", "files": [str(raw)]}
+    stored = {"owner": OWNER, "conversation": ""}
+    event = chat.ingest(message, stored, Tab(), *form_values(chat.service.default_settings()))
+    return event, raw, held
+
+
+def test_leaving_the_conversation_while_a_video_is_read_stops_it_and_keeps_nothing(
+    handlers: tuple[ChatHandlers, object],  # noqa: F811
+    long_clip: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chat, _ = handlers
+    event, raw, held = reading_event(chat, long_clip, tmp_path, monkeypatch)
+    next(event)
+    held.held.wait()
+    event.close()  # what Gradio does to the event when the page leaves the conversation (its `cancels`)
+    wait_for(lambda: not raw.exists())
+    assert files_under(chat.service.settings.media_dir) == []
+    assert chat.service.conversations(OWNER) == []
+
+
+def test_stop_while_a_video_is_read_puts_the_chat_and_the_text_back(
+    handlers: tuple[ChatHandlers, object],  # noqa: F811
+    long_clip: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chat, _ = handlers
+    event, raw, held = reading_event(chat, long_clip, tmp_path, monkeypatch)
+    textbox, chatbot, _ = next(event)
+    assert chatbot.value[-1]["content"][-1] == {"type": "text", "text": "What is this?"}
+    held.held.wait()
+    chat.stop_reading(Tab())
+    outputs = []
+    with pytest.raises(gr.Error):
+        outputs.extend(event)
+    textbox, chatbot, _ = outputs[-1]
+    assert textbox.value["text"] == "What is this?" and textbox.interactive
+    assert chatbot.value == []
+    assert not raw.exists()
+    assert files_under(chat.service.settings.media_dir) == []
+    assert chat.service.conversations(OWNER) == []
