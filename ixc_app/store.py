@@ -187,11 +187,17 @@ class Store:
             self._mark_streaming(owner, conversation_id, False)
         if raw is None:
             return False
+        self.delete_unreferenced(keys)
+        return True
+
+    def delete_unreferenced(self, keys: Iterable[str]) -> None:
+        """Delete at once the media among `keys` that no conversation and no other keeper refers to: those
+        of a deleted conversation, or those an upload stored before it was given up (stopped, or refused
+        for a later file), so nothing of an unsent message stays stored."""
         others = self._other_references()
         for key in keys:
             if self.references(key) == 0 and key not in others:
                 self._delete_media(key)
-        return True
 
     def rename(self, owner: str, conversation_id: str, title: str) -> Conversation:
         conv = self.get(owner, conversation_id)

@@ -12,6 +12,8 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,8 @@ import gradio as gr
 from gradio_client import Client
 
 from ixc_app.bootstrap import Services, build_services
+from ixc_app.chat import MediaItem
+from ixc_app.chat.service import FileProgress
 from ixc_app.config import LOGIN_SECRET_FILE_NAME, Limits, Settings, load_or_create_secret
 from ixc_app.engines.base import Engine
 from ixc_app.store import Store
@@ -121,3 +125,25 @@ def write_mp4(path: Path, seconds: int = 2, fps: int = 4, size: tuple[int, int] 
             container.mux(stream.encode(av.VideoFrame.from_image(image)))
         container.mux(stream.encode())
     return path
+
+
+class HeldFrame:
+    """A test fake around the app's real `ChatService.ingest`: when frame `hold` of a video has been decoded,
+    the reading stays there (`held` is set), reporting that frame again every 50 ms (so a Stop is noticed as
+    at any frame), until `release` is set. Everything else, decoding included, is the real path."""
+
+    def __init__(self, ingest: Any, hold: int) -> None:
+        self.ingest = ingest
+        self.hold = hold
+        self.release = threading.Event()
+        self.held = threading.Event()
+
+    def __call__(self, files: Sequence[str], progress: FileProgress) -> tuple[MediaItem, ...]:
+        def report(index: int, fraction: float, step: str) -> None:
+            progress(index, fraction, step)
+            if step.startswith(f"decoding frame {self.hold}/"):
+                self.held.set()
+                while not self.release.wait(0.05):
+                    progress(index, fraction, step)
+
+        return self.ingest(files, report)

@@ -5,18 +5,27 @@ processed, and the page in English or Chinese. Screenshots go to `test-artifacts
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from app_harness import RunningApp
+from app_harness import UPLOADS, HeldFrame, RunningApp, write_mp4
 from test_browser import (
+    attach,
     browser,  # noqa: F401 (the fixture of the main story, shared)
+    composer_ready,
+    last_answer,
     open_app,
     send,
     set_max_new_tokens,
     shot,
     wait_until,
 )
+from test_chat_browser import media_shown, toast
+
+from ixc_app.ui.chat_handlers import STOPPED
 
 pytestmark = pytest.mark.browser
 
@@ -170,3 +179,107 @@ def test_on_a_phone_the_list_is_a_drawer_and_the_composer_is_on_the_first_screen
     assert in_view(wide, "#new-conversation")
     shot(wide, "ux-9-wide", full_page=False)
     wide.context.close()
+
+
+@pytest.fixture
+def held_frame(app: RunningApp, monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldFrame]:
+    """The app's ingest, holding at the second decoded frame of a video until released."""
+    fake = HeldFrame(app.services.chat.ingest, hold=2)
+    monkeypatch.setattr(app.services.chat, "ingest", fake)
+    yield fake
+    fake.release.set()
+
+
+def pending_line(page: Any) -> Any:
+    return page.get_by_test_id("user").get_by_text(re.compile(r"Processing .* … "))
+
+
+def test_a_video_message_shows_at_once_with_the_progress_of_its_frames(
+    app: RunningApp,
+    browser: Any,  # noqa: F811 (the fixture imported above)
+    held_frame: HeldFrame,
+    tmp_path: Path,
+) -> None:
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    open_app(page, app.url)
+    set_max_new_tokens(page, 4)
+    attach(page, [write_mp4(tmp_path / "walk.mp4", seconds=8)])
+    page.locator("#composer textarea").fill("What happens in the clip?")
+    page.locator("#composer textarea").press("Enter")
+
+    # While the frames are decoded: the message with a line saying how far its video is, no answer yet, Stop.
+    user = page.get_by_test_id("user")
+    user.get_by_text("What happens in the clip?").wait_for()
+    user.get_by_text("Processing walk.mp4 … decoding frame 2/8").wait_for()
+    assert page.get_by_test_id("bot").count() == 0
+    assert page.locator("#composer button.stop-button").is_visible()
+    assert page.locator("#composer textarea").input_value() == ""
+    shot(page, "ux-6-video-processing", full_page=False)
+
+    held_frame.release.set()
+    wait_until(lambda: composer_ready(page) and last_answer(page) != "", "the message is answered")
+    assert pending_line(page).count() == 0
+    assert media_shown(page) == (0, 1)
+    assert page.get_by_test_id("user").get_by_text("What happens in the clip?").count() == 1
+    shot(page, "ux-6-video-answered", full_page=False)
+    page.context.close()
+
+
+def test_stop_while_a_video_is_processed_keeps_nothing_and_gives_the_text_back(
+    app: RunningApp,
+    browser: Any,  # noqa: F811 (the fixture imported above)
+    held_frame: HeldFrame,
+    tmp_path: Path,
+) -> None:
+    stored_before = {entry.key for entry in app.store.media.entries()}
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    open_app(page, app.url)
+    attach(page, [write_mp4(tmp_path / "never.mp4", seconds=6, size=(80, 48))])
+    page.locator("#composer textarea").fill("Describe this one")
+    page.locator("#composer textarea").press("Enter")
+    page.get_by_test_id("user").get_by_text("Processing never.mp4 … decoding frame 2/6").wait_for()
+
+    page.locator("#composer button.stop-button").click()
+    toast(page, STOPPED)
+    wait_until(lambda: composer_ready(page), "the composer is unlocked")
+    page.wait_for_timeout(500)  # the toast fades in, for the screenshot
+    shot(page, "ux-6-video-stopped", full_page=False)
+    assert page.locator("#composer textarea").input_value() == "Describe this one"
+    assert page.get_by_test_id("user").count() == 0
+    assert page.get_by_test_id("bot").count() == 0
+    assert {entry.key for entry in app.store.media.entries()} == stored_before
+    assert not any(path.is_file() for path in Path(UPLOADS).rglob("never.mp4"))
+    page.reload()
+    open_app(page, app.url)
+    assert page.get_by_test_id("user").count() == 0
+    page.context.close()
+
+
+def test_a_file_refused_after_a_video_takes_the_placeholder_and_the_video_away(
+    app: RunningApp,
+    browser: Any,  # noqa: F811 (the fixture imported above)
+    held_frame: HeldFrame,
+    tmp_path: Path,
+) -> None:
+    stored_before = {entry.key for entry in app.store.media.entries()}
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"\x00\x00\x00\x18ftypisom" + bytes(range(256)) * 8)
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    open_app(page, app.url)
+    attach(page, [write_mp4(tmp_path / "first.mp4", seconds=5, size=(64, 48)), broken])
+    page.locator("#composer textarea").fill("And these?")
+    page.locator("#composer textarea").press("Enter")
+    user = page.get_by_test_id("user")
+    user.get_by_text("Processing first.mp4 … decoding frame 2/5").wait_for()
+    user.get_by_text("Processing broken.mp4 … waiting").wait_for()
+
+    held_frame.release.set()
+    toast(page, "'broken.mp4' could not be played as a video")
+    wait_until(lambda: composer_ready(page), "the composer is unlocked")
+    page.wait_for_timeout(500)  # the toast fades in, for the screenshot
+    shot(page, "ux-6-video-refused", full_page=False)
+    assert pending_line(page).count() == 0
+    assert page.get_by_test_id("user").count() == 0
+    assert page.locator("#composer textarea").input_value() == "And these?"
+    assert {entry.key for entry in app.store.media.entries()} == stored_before
+    page.context.close()

@@ -15,7 +15,8 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from ixc_app.ixc.video import frame_composite, sample_indices
 from ixc_app.media import frames
-from ixc_app.media.frames import VideoError, probe_video, video_composite
+from ixc_app.media.frames import video_composite
+from ixc_app.media.probe import VideoError, probe_video
 
 LEVELS = (20, 60, 100, 140, 180, 220)
 DIGITS = 4

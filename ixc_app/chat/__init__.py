@@ -35,10 +35,11 @@ Conversions:
 - `media_path` is any `key -> path` function, normally `store.media.path`.
 
 Media:
-- `ingest_upload(media: MediaStore, path, limits: config.Limits, *, name=None, progress=None) -> MediaItem`:
-  validate an uploaded file once, store it, and for a video build and store its frame strip (and, for a
-  video browsers cannot play, a poster); `progress(fraction, desc)` is called while a video is decoded (the UI
-  adapts `gr.Progress()`). Rejections raise `MediaRejected` (from `ixc_app.media`).
+- `ingest_upload(media: MediaStore, path, limits: config.Limits, *, name=None, progress=None, added=None)
+  -> MediaItem`: validate an uploaded file once, store it, and for a video build and store its frame strip
+  (and, for a video browsers cannot play, a poster); `progress(fraction, step)` hears each step and each
+  decoded frame and may raise to give up; keys stored anew are appended to `added`. Rejections raise
+  `MediaRejected` (from `ixc_app.media`).
 - `media_limits(limits) -> MediaLimits`: the media store's view of the app's limits.
 """
 

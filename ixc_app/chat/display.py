@@ -14,11 +14,16 @@ A last answer with several versions carries them as the message's `options` ("â€
 Gradio shows as buttons under the last message only and reports through `option_select` with the option's
 value (its index there is the option's, not the message's): each value is the version that button shows.
 No buttons while the answer is written, since it cannot be switched away from then.
+
+While a message's attachments are being read it shows as a pending message after the conversation's own:
+display only, since it is not in the conversation until every file is stored.
 """
 
 from __future__ import annotations
 
 import mimetypes
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from ixc_app.chat.conversation import Conversation, MediaItem, Message
@@ -100,3 +105,18 @@ def to_chatbot(conv: Conversation, media_path: MediaPath) -> list[dict[str, Any]
     if conv.messages and (options := version_options(conv.messages[-1])):
         out[-1]["options"] = options
     return out
+
+
+def _escaped(name: str) -> str:
+    """A file name as literal Markdown text."""
+    return re.sub(r"([\\`*_{}\[\]()<>#+\-.!|~])", r"\\\1", name)
+
+
+def pending_message(text: str, attachments: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """The user's message while its attachments are read: a line per attachment, `(name, how far it is)`
+    (for example `("clip.mp4", "decoding frame 12/32")`), then the text."""
+    lines = [f"*Processing {_escaped(name)} â€¦ {status}*" for name, status in attachments]
+    content: list[Any] = ["\n\n".join(lines)] if lines else []
+    if text:
+        content.append(text)
+    return {"role": "user", "content": content}

@@ -31,10 +31,21 @@ from ixc_app.media.validate import TextTooLong, is_text_file, read_text_file
 log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
-"""`progress(fraction, description)`; the UI adapts `gr.Progress` to it."""
+"""`progress(fraction, step)` as a file is read: `step` says what is being done ("checking", "decoding frame
+12/32", ...). It may raise to give up (a user's Stop): the error reaches the caller, whose `added` list then
+names what was already stored of the file (`ChatService.ingest` takes it back)."""
+
+CHECKING = "checking"
+FINDING_FRAMES = "finding the frames"
+BUILDING_STRIP = "building the frame strip"
+READY = "ready"
 
 VIDEO_POSTER = "poster"
 """`save_derived` name of the still shown in place of a video the browser cannot play."""
+
+_DECODE_START, _DECODE_END = 0.1, 0.9
+"""The share of a video's progress before its frames are decoded (copying, checking, finding the frames) and
+after (building the strip): decoding the sampled frames is most of the time."""
 
 BROWSER_CODECS = {"video/mp4": frozenset({"h264"}), "video/webm": frozenset({"vp8", "vp9", "av1"})}
 """What browsers play (gradio6.md): H.264 in MP4, and WebM."""
@@ -57,16 +68,22 @@ def ingest_upload(
     *,
     name: str | None = None,
     progress: Progress | None = None,
+    added: list[str] | None = None,
 ) -> MediaItem:
-    """Validate and store `path` (shown as `name`, default its file name), or raise `MediaRejected`.
+    """Validate and store `path` (shown as `name`, default its file name), or raise `MediaRejected`; keys
+    stored anew are appended to `added` (`MediaStore.add`).
 
     The item carries this upload's own name even when the same content was stored before under another
     (the store keeps the first name): the chat captions it, and another user's file name is not theirs to see.
     """
     path = Path(path)
-    stored = media.add(path, name or path.name, media_limits(limits))
+    if progress is not None:
+        progress(0.0, CHECKING)
+    stored = media.add(path, name or path.name, media_limits(limits), added=added)
     stored = replace(stored, name=Path(name or path.name).name or stored.name)
     if stored.kind == "image":
+        if progress is not None:
+            progress(1.0, READY)
         return MediaItem(
             key=stored.key,
             kind="image",
@@ -75,7 +92,7 @@ def ingest_upload(
             width=stored.width,
             height=stored.height,
         )
-    return ingest_video(media, stored, progress)
+    return ingest_video(media, stored, progress, added)
 
 
 def with_text_files(text: str, files: Sequence[str], max_chars: int) -> tuple[str, tuple[str, ...]]:
@@ -110,28 +127,37 @@ def is_browser_playable(stored: StoredMedia) -> bool:
     return codec in BROWSER_CODECS.get(stored.mime, frozenset())
 
 
-def ingest_video(media: MediaStore, stored: StoredMedia, progress: Progress | None = None) -> MediaItem:
-    """The item for a stored video, building (or reusing, for content seen before) its strip and poster."""
+def ingest_video(
+    media: MediaStore,
+    stored: StoredMedia,
+    progress: Progress | None = None,
+    added: list[str] | None = None,
+) -> MediaItem:
+    """The item for a stored video, building (or reusing, for content seen before) its strip and poster;
+    `progress` hears of each sampled frame as it is decoded."""
 
-    def report(fraction: float, text: str) -> None:
+    def report(fraction: float, step: str) -> None:
         if progress is not None:
-            progress(fraction, text)
+            progress(fraction, step)
+
+    def on_frame(done: int, total: int) -> None:
+        report(_DECODE_START + (_DECODE_END - _DECODE_START) * done / total, f"decoding frame {done}/{total}")
 
     playable = is_browser_playable(stored)
     strip = _derived(media, stored, VIDEO_STRIP)
     poster = None if playable else _derived(media, stored, VIDEO_POSTER)
     if strip is None or (poster is None and not playable):
-        report(0.0, f"Decoding the frames of '{stored.name}'")
+        report(_DECODE_START, FINDING_FRAMES)
         try:
-            composite, info = video_composite(stored.path)
+            composite, info = video_composite(stored.path, on_frame=on_frame)
         except VideoError as exc:
             raise UnreadableVideo(stored.name) from exc
-        report(0.8, f"Building the frame strip of '{stored.name}'")
-        strip = media.save_derived(stored.key, VIDEO_STRIP, video_transform(composite))
+        report(_DECODE_END, BUILDING_STRIP)
+        strip = media.save_derived(stored.key, VIDEO_STRIP, video_transform(composite), added=added)
         if not playable:
             width, height = frame_size(info.width, info.height)
             first = composite.crop((0, LABEL_BAND, width, LABEL_BAND + height))
-            poster = media.save_derived(stored.key, VIDEO_POSTER, first)
+            poster = media.save_derived(stored.key, VIDEO_POSTER, first, added=added)
         log.info(
             "video %s: %d of %d frames (%s) -> strip %dx%d",
             stored.key[:12],
@@ -141,7 +167,7 @@ def ingest_video(media: MediaStore, stored: StoredMedia, progress: Progress | No
             strip.width,
             strip.height,
         )
-    report(1.0, f"'{stored.name}' is ready")
+    report(1.0, READY)
     return MediaItem(
         key=stored.key,
         kind="video",

@@ -12,6 +12,7 @@ time: a second message while it answers is refused with a sentence.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -48,7 +49,8 @@ from ixc_app.store import ConversationNotFound, ConversationSummary, Store
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[float, str], None]
+FileProgress = Callable[[int, float, str], None]
+"""`progress(file index, fraction of that file, step)`: see `chat.ingest.Progress`."""
 UNEXPECTED_FAILURE = "The model failed while answering (the details are in the server log); try again."
 BUSY = (
     "This conversation is still answering your previous message; wait for the answer or press Stop, then "
@@ -153,17 +155,26 @@ class ChatService:
                 f"{limits.max_files_per_conversation}; start a new conversation for these files."
             )
 
-    def ingest(self, files: Sequence[str], progress: Progress | None = None) -> tuple[MediaItem, ...]:
+    def ingest(self, files: Sequence[str], progress: FileProgress | None = None) -> tuple[MediaItem, ...]:
         """Validate and store each uploaded file (sniffed by content; videos decoded to their frame strip),
         each only if the data dir has room for it (`StorageFull` otherwise). A front end removes its raw
-        uploads once read, so a file sent again after a refusal may be gone: that gets a sentence."""
+        uploads once read, so a file sent again after a refusal may be gone: that gets a sentence.
+
+        `progress(index, fraction, step)` hears how far each file is and may raise to give up (a Stop). Given
+        up or refused, the ingest takes back what it stored anew of these files: nothing of a message that is
+        not sent stays stored."""
+        added: list[str] = []
         items = []
-        for i, path in enumerate(files):
-            step = _sub_progress(progress, i, len(files)) if progress else None
-            if not Path(path).is_file():
-                raise InputRejected(f"'{Path(path).name}' is no longer on the server; attach it again.")
-            self.store.make_room(Path(path).stat().st_size)
-            items.append(ingest_upload(self.store.media, path, self.limits, progress=step))
+        try:
+            for i, path in enumerate(files):
+                step = functools.partial(progress, i) if progress else None
+                if not Path(path).is_file():
+                    raise InputRejected(f"'{Path(path).name}' is no longer on the server; attach it again.")
+                self.store.make_room(Path(path).stat().st_size)
+                items.append(ingest_upload(self.store.media, path, self.limits, progress=step, added=added))
+        except BaseException:
+            self.store.delete_unreferenced(added)
+            raise
         return tuple(items)
 
     def add_message(
@@ -361,11 +372,3 @@ def _settle(conv: Conversation, finished: Finished | None, error: str | None, dr
     if finished is None:
         return replace(conv, messages=(*conv.messages[:-1], replace(conv.messages[-1], finish="cancelled")))
     return finish_answer(conv, finished, dropped_messages=dropped)
-
-
-def _sub_progress(progress: Progress, index: int, count: int) -> Progress:
-    def report(fraction: float, desc: str) -> None:
-        prefix = f"File {index + 1} of {count}: " if count > 1 else ""
-        progress((index + fraction) / count, prefix + desc)
-
-    return report

@@ -3,12 +3,14 @@
 - `validate`: what a file is, judged by its bytes, and the typed one-sentence refusals (`MediaRejected`).
 - `images`: stored images as RGB pixels the way the model sees them (`load_rgb`); the function the engines
   receive to read images, so they import nothing of the app.
-- `frames`: PyAV probing and decoding of the sampled frames into the labelled video composite.
+- `probe`: opening a video with PyAV and reading what it is (the upload check).
+- `frames`: decoding the sampled frames into the labelled video composite, frame by frame with progress.
 - `store`: the content-addressed files (`MediaStore`), keyed by sha256.
 """
 
-from ixc_app.media.frames import VideoCompositeInfo, VideoError, VideoInfo, probe_video, video_composite
+from ixc_app.media.frames import FrameProgress, VideoCompositeInfo, video_composite
 from ixc_app.media.images import IMAGE_FORMATS, load_rgb, to_rgb
+from ixc_app.media.probe import VideoError, VideoInfo, probe_video
 from ixc_app.media.store import VIDEO_STRIP, MediaEntry, MediaStore, StoredMedia
 from ixc_app.media.validate import (
     CorruptImage,
@@ -37,6 +39,7 @@ __all__ = [
     "DecompressionBomb",
     "EmptyFile",
     "FileTooLarge",
+    "FrameProgress",
     "ImageTooLarge",
     "MediaEntry",
     "MediaInfo",

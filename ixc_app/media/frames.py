@@ -1,4 +1,4 @@
-"""Reading videos with PyAV: probing an upload, and decoding the sampled frames into the labelled composite.
+"""Decoding a video's sampled frames with PyAV into the labelled composite (probing is `media.probe`).
 
 The reference decodes every sampled frame through decord; here only the frames that are kept are decoded, by
 seeking to the keyframe before each one (several decoders in parallel), and only they are converted to RGB.
@@ -9,9 +9,9 @@ facts of `ixc_app.ixc.video`.
 
 from __future__ import annotations
 
-import bisect
 import os
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -21,35 +21,14 @@ from PIL import Image
 
 from ixc_app.ixc.parallel import usable_cpus
 from ixc_app.ixc.video import DEFAULT_MAX_FRAMES, fit_frame, layout_frames, sample_indices
+from ixc_app.media.probe import FrameTable, VideoError, open_video, scan, timing, video_stream
+
+FrameProgress = Callable[[int, int], None]
+"""`on_frame(done, total)`, called as each sampled frame is decoded. It may raise (a user's Stop): decoding
+then stops at the next frame of every decoder and the error reaches the caller of `video_composite`."""
 
 _SEEK_THREAD_TYPE = "SLICE"  # no frame threads after seeks: they delay output and decode frames then dropped
 _MAX_DECODERS = 4
-
-
-class VideoError(ValueError):
-    """A file that cannot be used as a video; the message is one sentence meant for the user."""
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What a video is, from its metadata and its first frame.
-
-    `frame_count` is the video stream's own frame count when the container stores one (MP4, MOV);
-    containers that do not (WebM, MKV) get `round(duration_s * fps)`, and `frame_count_estimated` says so;
-    streams with neither (raw H.264) have their packets counted.
-    `width` and `height` are the displayed size, i.e. after the rotation stored with the video, and
-    `rotation` is that rotation in degrees counter-clockwise (0, 90, 180 or 270).
-    """
-
-    container: str
-    codec: str
-    duration_s: float
-    fps: float
-    frame_count: int
-    width: int
-    height: int
-    rotation: int
-    frame_count_estimated: bool
 
 
 @dataclass(frozen=True)
@@ -72,61 +51,6 @@ class VideoCompositeInfo:
     frames_decoded: int
 
 
-def _open(path: str | os.PathLike) -> av.container.InputContainer:
-    name = os.fspath(path)
-    try:
-        return av.open(name, mode="r")
-    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise VideoError(
-            f"'{os.path.basename(name)}' could not be opened as a video ({reason}); "
-            "upload a video file such as MP4, WebM or MKV."
-        ) from exc
-
-
-def _video_stream(
-    container: av.container.InputContainer, name: str, thread_type: str = "AUTO"
-) -> av.video.stream.VideoStream:
-    fmt = container.format.name
-    if fmt == "image2" or fmt.endswith("_pipe"):
-        raise VideoError(f"'{name}' is a still image, not a video; upload it as an image instead.")
-    if not container.streams.video:
-        raise VideoError(f"'{name}' has no video track; upload a file that contains video.")
-    stream = container.streams.video[0]
-    stream.thread_type = thread_type
-    return stream
-
-
-def _frame_rate(stream: av.video.stream.VideoStream) -> Fraction | None:
-    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
-        if rate is not None and rate > 0:
-            return Fraction(rate)
-    return None
-
-
-def _duration_s(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
-    if stream.duration is not None and stream.duration > 0 and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None and container.duration > 0:
-        return container.duration / av.time_base
-    return None
-
-
-def _timing(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, frame_count: int, name: str
-) -> tuple[float, Fraction]:
-    """Duration and frame rate, each derived from the other and the frame count when the file lacks it."""
-    rate = _frame_rate(stream)
-    duration = _duration_s(container, stream)
-    if rate is None:
-        if duration is None:
-            raise VideoError(f"'{name}' has neither a frame rate nor a duration; re-encode it as MP4.")
-        rate = Fraction(frame_count) / Fraction(duration)
-    if duration is None:
-        duration = float(frame_count / rate)
-    return duration, rate
-
-
 def _displayed(frame: av.VideoFrame) -> Image.Image:
     """The frame as RGB, turned the way the video's display matrix says it is shown."""
     image = Image.fromarray(frame.to_ndarray(format="rgb24"))
@@ -135,89 +59,37 @@ def _displayed(frame: av.VideoFrame) -> Image.Image:
     return image.transpose(turn[rotation]) if rotation in turn else image
 
 
-def probe_video(path: str | os.PathLike) -> VideoInfo:
-    """Read a video's metadata and decode its first frame, so an unplayable upload is rejected up front."""
-    name = os.path.basename(os.fspath(path))
-    with _open(path) as container:
-        stream = _video_stream(container, name)
-        container_name, codec = container.format.name, stream.codec_context.name
-        rate = _frame_rate(stream)
-        duration = _duration_s(container, stream)
-        try:
-            first = next(container.decode(stream), None)
-        except av.FFmpegError as exc:
-            raise VideoError(
-                f"'{name}' has a video track that cannot be decoded; re-encode it as MP4."
-            ) from exc
-        if first is None:
-            raise VideoError(f"'{name}' contains no video frames; upload a video that plays.")
-        estimated = not stream.frames and duration is not None and rate is not None
-        if stream.frames:
-            frame_count = stream.frames
-        elif estimated:
-            frame_count = max(1, round(duration * rate))
-        else:
-            with _open(path) as counting:
-                frame_count = _scan(counting, _video_stream(counting, name)).count
-        duration, rate = _timing(container, stream, frame_count, name)
-    rotation = first.rotation % 360
-    width, height = (first.height, first.width) if rotation % 180 == 90 else (first.width, first.height)
-    return VideoInfo(
-        container=container_name,
-        codec=codec,
-        duration_s=duration,
-        fps=float(rate),
-        frame_count=frame_count,
-        width=width,
-        height=height,
-        rotation=rotation,
-        frame_count_estimated=estimated,
-    )
-
-
-@dataclass(frozen=True)
-class _FrameTable:
-    """Every frame's presentation timestamp in display order, and the keyframes', read from the packets.
-
-    `pts` is None when packets carry no timestamps (raw elementary streams) or repeat one: then frames are
-    only reachable by decoding from the start.
-    """
-
-    count: int
-    pts: list[int] | None
-    keyframe_pts: list[int]
-
-    def keyframe_before(self, index: int) -> int:
-        """Display position of the last keyframe at or before frame `index` (the first keyframe if none)."""
-        assert self.pts is not None
-        slot = max(0, bisect.bisect_right(self.keyframe_pts, self.pts[index]) - 1)
-        return bisect.bisect_left(self.pts, self.keyframe_pts[slot])
-
-
-def _scan(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> _FrameTable:
-    """Demux (without decoding) the whole video track: cheap, and exact where header frame counts are not."""
-    pts: list[int] = []
-    keys: list[int] = []
-    count = 0
-    timed = True
-    for packet in container.demux(stream):
-        if packet.size == 0 or packet.is_discard:
-            continue
-        count += 1
-        if packet.pts is None:
-            timed = False
-            continue
-        pts.append(packet.pts)
-        if packet.is_keyframe:
-            keys.append(packet.pts)
-    pts.sort()
-    keys.sort()
-    seekable = timed and bool(keys) and len(set(pts)) == len(pts)
-    return _FrameTable(count=count, pts=pts if seekable else None, keyframe_pts=keys)
-
-
 class _SeekUnreliable(Exception):
     """Seeking did not land on the frames the packet table promised; decode from the start instead."""
+
+
+class _Tally:
+    """The sampled frames decoded so far, counted across decoder threads for `on_frame`. Once `on_frame`
+    has raised, every decoder raises the same error at its next frame, so all of them stop."""
+
+    def __init__(self, total: int, on_frame: FrameProgress | None) -> None:
+        self.total = total
+        self.on_frame = on_frame
+        self.done = 0
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+
+    def frame(self) -> None:
+        with self._lock:
+            if self.error is not None:
+                raise self.error
+            self.done += 1
+            if self.on_frame is not None:
+                try:
+                    self.on_frame(self.done, self.total)
+                except BaseException as exc:
+                    self.error = exc
+                    raise
+
+    def restart(self) -> None:
+        """Decoding starts over (seeking misbehaved): the count does too."""
+        with self._lock:
+            self.done = 0
 
 
 @dataclass(frozen=True)
@@ -240,7 +112,7 @@ def _keep(frame: av.VideoFrame, time_s: float) -> _Kept:
     return _Kept(image=fit_frame(image), size=image.size, time_s=time_s)
 
 
-def _chains(table: _FrameTable, indices: Sequence[int]) -> list[tuple[list[int], int]]:
+def _chains(table: FrameTable, indices: Sequence[int]) -> list[tuple[list[int], int]]:
     """Group the wanted frames into chains that one keyframe seek serves: the next frame joins the chain when
     its keyframe is already behind the previous one, since decoding on is then cheaper than seeking. Each
     chain comes with the number of frames it decodes."""
@@ -269,14 +141,14 @@ def _decode_forward(
 
 
 def _decode_chains(
-    path: str | os.PathLike, table: _FrameTable, chains: Sequence[list[int]], threads: str
+    path: str | os.PathLike, table: FrameTable, chains: Sequence[list[int]], threads: str, tally: _Tally
 ) -> _Decoded:
     """Seek to each chain's keyframe and decode forward through its frames, keeping only the wanted ones."""
     assert table.pts is not None
     kept: list[_Kept] = []
     decoded = 0
-    with _open(path) as container:
-        stream = _video_stream(container, os.path.basename(os.fspath(path)), threads)
+    with open_video(path) as container:
+        stream = video_stream(container, os.path.basename(os.fspath(path)), threads)
         for chain in chains:
             container.seek(table.pts[table.keyframe_before(chain[0])], stream=stream)
             frames = _decode_forward(container, stream, {table.pts[index] for index in chain})
@@ -288,13 +160,16 @@ def _decode_chains(
                         raise _SeekUnreliable
                     if frame.pts == target:
                         kept.append(_keep(frame, float((target - table.pts[0]) * stream.time_base)))
+                        tally.frame()
                         break
                 else:
                     raise _SeekUnreliable
     return _Decoded(kept, decoded)
 
 
-def _decode_by_seeking(path: str | os.PathLike, table: _FrameTable, indices: Sequence[int]) -> _Decoded:
+def _decode_by_seeking(
+    path: str | os.PathLike, table: FrameTable, indices: Sequence[int], tally: _Tally
+) -> _Decoded:
     """Deal the chains out, in order, to one decoder per core with about equal frames to decode each.
 
     Separate decoders use the cores better than one decoder's frame threads, which delay every frame by
@@ -304,7 +179,7 @@ def _decode_by_seeking(path: str | os.PathLike, table: _FrameTable, indices: Seq
     chains = _chains(table, indices)
     workers = max(1, min(usable_cpus(), _MAX_DECODERS, len(chains)))
     if workers == 1:
-        return _decode_chains(path, table, [run for run, _ in chains], "AUTO")
+        return _decode_chains(path, table, [run for run, _ in chains], "AUTO", tally)
     share = sum(cost for _, cost in chains) / workers
     groups: list[list[list[int]]] = [[]]
     done = 0
@@ -314,11 +189,15 @@ def _decode_by_seeking(path: str | os.PathLike, table: _FrameTable, indices: Seq
         groups[-1].append(run)
         done += cost
     with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-        parts = list(pool.map(lambda group: _decode_chains(path, table, group, _SEEK_THREAD_TYPE), groups))
+        parts = list(
+            pool.map(lambda group: _decode_chains(path, table, group, _SEEK_THREAD_TYPE, tally), groups)
+        )
     return _Decoded([k for part in parts for k in part.kept], sum(part.decoded for part in parts))
 
 
-def _decode_sequentially(path: str | os.PathLike, indices: Sequence[int], fps: Fraction) -> _Decoded:
+def _decode_sequentially(
+    path: str | os.PathLike, indices: Sequence[int], fps: Fraction, tally: _Tally
+) -> _Decoded:
     """Decode every frame in order, counting them. Wanted frames beyond the real end (a frame count taken
     from packets that did not all decode) repeat the last frame decoded."""
     name = os.path.basename(os.fspath(path))
@@ -327,8 +206,8 @@ def _decode_sequentially(path: str | os.PathLike, indices: Sequence[int], fps: F
     decoded = 0
     previous: av.VideoFrame | None = None
     origin: int | None = None
-    with _open(path) as container:
-        stream = _video_stream(container, name)
+    with open_video(path) as container:
+        stream = video_stream(container, name)
         for frame in container.decode(stream):
             position = decoded
             decoded += 1
@@ -336,6 +215,7 @@ def _decode_sequentially(path: str | os.PathLike, indices: Sequence[int], fps: F
                 origin = frame.pts
             if position in wanted:
                 by_index[position] = _keep(frame, _time_s(frame, origin, position, stream.time_base, fps))
+                tally.frame()
             previous = frame
             if position >= indices[-1]:
                 break
@@ -343,6 +223,8 @@ def _decode_sequentially(path: str | os.PathLike, indices: Sequence[int], fps: F
             raise VideoError(f"'{name}' contains no decodable video frames; upload a video that plays.")
         if len(by_index) < len(wanted):
             filler = _keep(previous, _time_s(previous, origin, decoded - 1, stream.time_base, fps))
+            for _ in range(len(wanted) - len(by_index)):
+                tally.frame()
             return _Decoded([by_index.get(index, filler) for index in indices], decoded)
     return _Decoded([by_index[index] for index in indices], decoded)
 
@@ -356,26 +238,29 @@ def _time_s(
 
 
 def video_composite(
-    path: str | os.PathLike, max_frames: int = DEFAULT_MAX_FRAMES
+    path: str | os.PathLike, max_frames: int = DEFAULT_MAX_FRAMES, on_frame: FrameProgress | None = None
 ) -> tuple[Image.Image, VideoCompositeInfo]:
-    """The labelled frame composite of a video, before `video_transform`, and what went into it."""
+    """The labelled frame composite of a video, before `video_transform`, and what went into it;
+    `on_frame` hears of each sampled frame as it is decoded (and may stop the decoding by raising)."""
     name = os.path.basename(os.fspath(path))
     try:
-        with _open(path) as container:
-            stream = _video_stream(container, name)
-            table = _scan(container, stream)
+        with open_video(path) as container:
+            stream = video_stream(container, name)
+            table = scan(container, stream)
             if table.count == 0:
                 raise VideoError(f"'{name}' contains no video frames; upload a video that plays.")
-            duration, rate = _timing(container, stream, table.count, name)
+            duration, rate = timing(container, stream, table.count, name)
             indices = sample_indices(table.count, float(rate), max_frames)
             decoding = "seek"
+        tally = _Tally(len(indices), on_frame)
         try:
             if table.pts is None:
                 raise _SeekUnreliable
-            result = _decode_by_seeking(path, table, indices)
+            result = _decode_by_seeking(path, table, indices, tally)
         except (_SeekUnreliable, av.FFmpegError):
             decoding = "sequential"
-            result = _decode_sequentially(path, indices, rate)
+            tally.restart()
+            result = _decode_sequentially(path, indices, rate, tally)
     except av.FFmpegError as exc:
         reason = getattr(exc, "strerror", None) or exc
         raise VideoError(

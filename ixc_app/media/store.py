@@ -27,8 +27,8 @@ from typing import Any
 
 from PIL import Image
 
-from ixc_app.media.frames import VideoInfo
 from ixc_app.media.images import load_rgb, to_rgb
+from ixc_app.media.probe import VideoInfo
 from ixc_app.media.validate import (
     MediaKind,
     MediaLimits,
@@ -115,10 +115,13 @@ class MediaStore:
         self._items: dict[str, StoredMedia] = {}
         self._ledger: dict[str, MediaEntry] | None = None
 
-    def add(self, src: Path, original_name: str, limits: MediaLimits) -> StoredMedia:
+    def add(
+        self, src: Path, original_name: str, limits: MediaLimits, *, added: list[str] | None = None
+    ) -> StoredMedia:
         """Validate an upload and store it, or raise `MediaRejected`. Identical content is stored once (the
         first upload's name is kept) and its clock restarted, so eviction treats it as just uploaded; a
-        stored copy that no longer matches its key is replaced by the new upload."""
+        stored copy that no longer matches its key is replaced by the new upload. The key of content stored
+        anew is appended to `added`, so a caller that gives up later can take back what it stored."""
         name = Path(original_name).name or "upload"
         precheck(Path(src), name, limits)  # refuse what is plainly wrong before copying it
         staged, key = self._stage(Path(src))
@@ -147,6 +150,8 @@ class MediaStore:
             os.replace(staged, stored.path)
             with _disk_full_refused(stored.path):
                 self._write_index(stored)
+            if added is not None:
+                added.append(key)
             return stored
         finally:
             staged.unlink(missing_ok=True)
@@ -185,9 +190,11 @@ class MediaStore:
             raise ValueError(f"{ref} is a video; load its '{VIDEO_STRIP}' derived image instead")
         return load_rgb(stored.path)
 
-    def save_derived(self, key: str, name: str, image: Image.Image) -> StoredMedia:
+    def save_derived(
+        self, key: str, name: str, image: Image.Image, *, added: list[str] | None = None
+    ) -> StoredMedia:
         """Store an image made from item `key` (losslessly, as PNG) under its own content key, and record it
-        on `key` under `name`."""
+        on `key` under `name`; its key is appended to `added` when the image was not stored before."""
         source = self.get(key)
         if source is None:
             raise MediaNotFound(key)
@@ -214,6 +221,8 @@ class MediaStore:
                 os.replace(tmp, stored.path)
                 with _disk_full_refused(stored.path):
                     self._write_index(stored)
+                if added is not None:
+                    added.append(derived_key)
         finally:
             Path(tmp).unlink(missing_ok=True)
         with self._lock:

@@ -18,8 +18,8 @@ from typing import Literal
 
 from PIL import Image, UnidentifiedImageError
 
-from ixc_app.media.frames import VideoInfo, probe_video
 from ixc_app.media.images import IMAGE_FORMATS, decode_image
+from ixc_app.media.probe import VideoInfo, probe_video
 
 MediaKind = Literal["image", "video"]
 

@@ -1,17 +1,19 @@
 """The chat tab's event graph, in the manner of Gradio's own `ChatInterface._setup_events`.
 
 Sending is three steps: `validate` (instant: text length, file counts), `ingest` (queued in the media
-group, with progress while a video is decoded: content sniffing, pixel and duration limits, the context
-budget), then `answer` (queued in the one engine group, sized from the engine's capability). Every limit
-is therefore checked before a request waits for the engine. Retry, edit and the examples feed the same
-`answer` step. Stop appears once the message is stored and cancels the answer, whose `finally` stops the
-engine (and ends the answer's server-side task: leaving the page only stops following it, see `ui.follow`);
-`ingest` is not a generator Gradio could stop, so Stop leaves it to finish (it saves the message or
-refuses it) rather than strand a message with no answer. Leaving the conversation (new, switch, delete,
-clear) cancels both. `/chat` does its checks, decoding and answer in a group of its own, so it never holds an
-engine slot while it decodes a video; the engine runner bounds the answers themselves. Cheap UI events are
-queued too, with no concurrency limit (see `ui.errors.INSTANT`): Gradio's page shows the error or notice of
-a queued event only. Every internal event is private, so the only public API is `/chat`.
+group: content sniffing, pixel and duration limits, a video's frames, the context budget), then `answer`
+(queued in the one engine group, sized from the engine's capability). Every limit is therefore checked
+before a request waits for the engine. Retry, edit and the examples feed the same `answer` step. `ingest`
+shows the message in the chat at once, a line per attachment following its progress (`ui.sending`), and
+the composer shows Stop from then on. Stop during `ingest` stops the reading (a video at its next frame)
+without cancelling the event, which then puts back the chat and the composer and fails, so no answer
+follows; Stop during the answer cancels it, whose `finally` stops the engine (and ends the answer's
+server-side task: leaving the page only stops following it, see `ui.follow`). Leaving the conversation
+(new, switch, delete, clear) cancels both. `/chat` does its checks, decoding and answer in a group of its
+own, so it never holds an engine slot while it decodes a video; the engine runner bounds the answers
+themselves. Cheap UI events are queued too, with no concurrency limit (see `ui.errors.INSTANT`): Gradio's
+page shows the error or notice of a queued event only. Every internal event is private, so the only public
+API is `/chat`.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def wire_chat(
             concurrency_id=MEDIA_GROUP,
             concurrency_limit=MEDIA_CONCURRENCY,
             api_visibility=PRIVATE,
-            show_progress="full",
+            show_progress="hidden",
             show_progress_on=[view.textbox],
         )
         ingested.failure(handlers.unlock, None, [view.textbox], **quick)
@@ -116,6 +118,7 @@ def wire_chat(
     edited.failure(handlers.settle, [view.browser], [view.textbox, view.chatbot, view.conversations], **quick)
     answers.append(answer_then_settle(edited))
     view.textbox.stop(follower.stop, [view.browser], None, cancels=[*answers, resumed], **quick)
+    view.textbox.stop(handlers.stop_reading, None, None, **quick)
     running = [*(ingested for ingested, _ in sent), *answers]
 
     view.chatbot.undo(handlers.undo, [view.browser], [view.chatbot, view.textbox], **quick)

@@ -27,16 +27,19 @@ from ixc_app.chat import (
     undo,
     with_settings,
 )
+from ixc_app.chat.display import pending_message
 from ixc_app.chat.ingest import with_text_files
 from ixc_app.chat.service import ChatService, Draft, user_text
 from ixc_app.ui.errors import user_errors
 from ixc_app.ui.examples import Example
 from ixc_app.ui.follow import follow_answer
 from ixc_app.ui.identity import BrowserSession, Owners
+from ixc_app.ui.sending import FileState, Readers, StoppedByUser
 from ixc_app.ui.settings_form import by_name, form_values, settings_from_form
-from ixc_app.ui.uploads import discard_uploads
 
 log = logging.getLogger(__name__)
+
+STOPPED = "Stopped: the message was not sent and none of its files were kept; its text is back in the box."
 
 
 def locked_textbox() -> gr.MultimodalTextbox:
@@ -45,13 +48,23 @@ def locked_textbox() -> gr.MultimodalTextbox:
 
 
 def busy_textbox() -> gr.MultimodalTextbox:
-    """The composer while the files are checked and stored: no sending and no Stop yet, since that step is
-    not a generator Gradio could stop and it must either save the message or refuse it."""
+    """The composer while the message waits for its files to be read: no sending, and no Stop until the
+    reading has started (there is nothing to stop before)."""
     return gr.MultimodalTextbox(interactive=False, submit_btn=False, stop_btn=False)
 
 
-def unlocked_textbox() -> gr.MultimodalTextbox:
-    return gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False)
+def stop_textbox() -> gr.MultimodalTextbox:
+    """The composer once the message is in the chat: emptied, with Stop (for the reading, then the answer)."""
+    return gr.MultimodalTextbox(
+        value={"text": "", "files": []}, interactive=False, submit_btn=False, stop_btn=True
+    )
+
+
+def unlocked_textbox(value: dict[str, Any] | None = None) -> gr.MultimodalTextbox:
+    """The composer ready to send; `value` puts a message back in it (one that was not sent)."""
+    if value is None:
+        return gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False)
+    return gr.MultimodalTextbox(value=value, interactive=True, submit_btn=True, stop_btn=False)
 
 
 def _dropped_notice(prepared: PreparedRequest) -> None:
@@ -68,6 +81,7 @@ class ChatHandlers:
         self.service = service
         self.examples = examples
         self.owners = owners
+        self.readers = Readers()
 
     def session(self, stored: Any, request: gr.Request | None) -> BrowserSession:
         """The session the page was loaded with, owned by the request's login if any (`Owners`); only the
@@ -77,7 +91,8 @@ class ChatHandlers:
 
     # Views
 
-    def _chatbot(self, conv: Conversation | None) -> gr.Chatbot:
+    def _chatbot(self, conv: Conversation | None, messages: list[dict] | None = None) -> gr.Chatbot:
+        """The conversation in the Chatbot, or `messages` in its place (it and a pending message)."""
         feedback = (
             []
             if conv is None
@@ -87,7 +102,8 @@ class ChatHandlers:
                 if m.role == "assistant"
             ]
         )
-        return gr.Chatbot(value=self.service.chatbot(conv), feedback_value=feedback)
+        value = self.service.chatbot(conv) if messages is None else messages
+        return gr.Chatbot(value=value, feedback_value=feedback)
 
     def refresh_list(self, stored: Any, request: gr.Request | None = None) -> gr.Radio:
         """The conversation list after a message was added (a new conversation gets its entry)."""
@@ -190,34 +206,49 @@ class ChatHandlers:
         return busy_textbox()
 
     def ingest(
-        self,
-        message: dict[str, Any] | None,
-        stored: Any,
-        request: gr.Request | None,
-        *settings_values: Any,
-        progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way of asking for a progress tracker)
-    ) -> tuple[Any, ...]:
-        """Validate and store the attachments (with progress while a video is decoded), then the message;
-        the composer then shows Stop, for the answer that follows."""
+        self, message: dict[str, Any] | None, stored: Any, request: gr.Request, *settings_values: Any
+    ) -> Iterator[tuple[Any, ...]]:
+        """Show the message at once, with a line per attachment that follows its reading (`ui.sending`), then
+        store it; the composer shows Stop meanwhile, for the reading and then for the answer. Refused or
+        stopped, the chat and the composer (with the typed text) are put back before the error is raised."""
         session = self.session(stored, request)
         with user_errors():
             draft = self._draft(message)
             settings = settings_from_form(by_name(settings_values), self.service.limits)
             conv = self.service.open_or_new(session.owner, session.conversation, settings)
             self.service.check_draft(draft, conv)
-            try:
-                media = self.service.ingest(draft.files, lambda fraction, desc: progress(fraction, desc=desc))
-            finally:
-                discard_uploads(draft.files)
-            conv, _ = self.service.add_message(conv, draft.text, media)
+        typed = (message or {}).get("text") or ""
+        shown = self.service.chatbot(conv)
+        reading = self.readers.start(request.session_hash or "", self.service.ingest, draft.files)
+
+        def pending(states: list[FileState]) -> gr.Chatbot:
+            message = pending_message(draft.text, [(state.name, state.step) for state in states])
+            return self._chatbot(conv, [*shown, message])
+
+        try:
+            yield stop_textbox(), pending(reading.states), gr.skip()
+            for states in reading.updates():
+                yield gr.skip(), gr.skip() if states is None else pending(states), gr.skip()
+            yield gr.skip(), pending(reading.states), gr.skip()  # a last chance to be closed before saving
+            with user_errors():
+                try:
+                    media = reading.result()
+                except StoppedByUser as exc:
+                    gr.Info(STOPPED)  # not an error: failing silently only keeps the answer from following
+                    raise gr.Error(STOPPED, visible=False, print_exception=False) from exc
+                conv, _ = self.service.add_message(conv, draft.text, media)
+        except Exception:
+            restored = {"text": typed, "files": []}
+            yield unlocked_textbox(restored), self._chatbot(self._current(session)), gr.skip()
+            raise
+        finally:
+            self.readers.end(request.session_hash or "", reading)
         session = replace(session, conversation=conv.id)
-        return (
-            gr.MultimodalTextbox(
-                value={"text": "", "files": []}, interactive=False, submit_btn=False, stop_btn=True
-            ),
-            self._chatbot(conv),
-            session.to_value(),
-        )
+        yield stop_textbox(), self._chatbot(conv), session.to_value()
+
+    def stop_reading(self, request: gr.Request) -> None:
+        """Stop: the tab's message stops being read (the ingest event then puts the composer back)."""
+        self.readers.stop(request.session_hash or "")
 
     def answer(self, stored: Any, request: gr.Request | None, *settings_values: Any) -> Iterator[gr.Chatbot]:
         """Start the answer to the open conversation's last message on the server and follow it (engine
