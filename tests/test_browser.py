@@ -246,7 +246,10 @@ def test_edit_like_undo_and_the_conversation_list(app: RunningApp, browser: Any)
 
     # Rename, start another conversation, switch back.
     page.get_by_text("Rename or delete").click()
-    page.locator("#conversation-title textarea, #conversation-title input").first.fill("Renamed chat")
+    title_box = page.locator("#conversation-title textarea, #conversation-title input").first
+    # The box is drawn when the accordion opens and then takes its value: typing before that is lost.
+    wait_until(lambda: title_box.input_value() != "", "the title box shows the title")
+    title_box.fill("Renamed chat")
     page.get_by_role("button", name="Rename", exact=True).click()
     wait_until(lambda: conversation_titles(page) == ["Renamed chat"], "the conversation is renamed")
     page.get_by_role("button", name="New conversation").click()

@@ -179,9 +179,10 @@ def test_a_reading_stopped_midway_raises_stopped_and_removes_the_raw_uploads(
 
 
 class Tab:
-    """What the handlers read of a Gradio request: the tab's session hash."""
+    """What the handlers read of a Gradio request: the tab's session hash, and no login."""
 
     session_hash = "tab-1"
+    username = None
 
 
 def reading_event(chat: ChatHandlers, clip: Path, folder: Path, monkeypatch: pytest.MonkeyPatch) -> tuple:
