@@ -93,12 +93,13 @@ def test_a_reload_does_not_stop_the_answer_and_the_new_page_follows_it(
     textbox, _, _ = next(reloaded)
     assert textbox.stop_btn is True and textbox.interactive is False  # the new page shows Stop
     engine.release.set()
-    last = list(reloaded)[-1]
+    rest = list(reloaded)
 
     saved = chat.service.store.get(OWNER, conv.id)
     assert saved is not None and saved.messages[-1].text == "Hello world"
     assert saved.messages[-1].finish == "stop"
-    assert "Hello world" in str(last[1].value)
+    assert "Hello world" in str(rest[-2][1].value)  # the answer as saved, then the composer back
+    assert rest[-1][0].interactive is True
 
 
 def test_only_stop_stops_the_answer(handlers: tuple[ChatHandlers, GatedFakeEngine]) -> None:
@@ -106,13 +107,14 @@ def test_only_stop_stops_the_answer(handlers: tuple[ChatHandlers, GatedFakeEngin
     conv, stored = asked(chat.service)
     page_answer(chat, stored)
     try:
-        AnswerFollower(chat).stop(stored)
+        textbox, chatbot = AnswerFollower(chat).stop(stored)
         wait_for(lambda: chat.service.answering(OWNER, conv.id) is None)
     finally:
         engine.release.set()
     saved = chat.service.store.get(OWNER, conv.id)
     assert saved is not None and saved.messages[-1].finish == "cancelled"
     assert saved.messages[-1].text == "Hello"
+    assert "(stopped)" in str(chatbot.value) and textbox.interactive is True  # Stop shows it as saved
 
 
 def test_an_answer_is_saved_while_it_streams(

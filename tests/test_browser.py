@@ -271,6 +271,55 @@ def test_edit_like_undo_and_the_conversation_list(app: RunningApp, browser: Any)
     context.close()
 
 
+def test_leaving_an_answer_being_written_and_coming_back_to_it(app: RunningApp, browser: Any) -> None:
+    """The answer runs on the server: a conversation opened meanwhile shows none of it and can be used;
+    coming back (by the list, or after a reload and a detour) follows it live again; Stop still ends it."""
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    open_app(page, app.url)
+    set_max_new_tokens(page, 3000)
+    question = "A long answer, please"
+    page.locator("#composer textarea").fill(question)
+    page.locator("#composer textarea").press("Enter")
+    wait_until(lambda: len(last_answer(page)) > 20, "the answer is streaming")
+    stop = page.locator("#composer button.stop-button")
+
+    def following() -> bool:
+        seen = last_answer(page)
+        return stop.is_visible() and wait_for_change(lambda: last_answer(page), seen)
+
+    def elsewhere() -> None:
+        page.get_by_role("button", name="New conversation").click()
+        wait_until(lambda: composer_ready(page), "the new conversation's composer is usable")
+        page.wait_for_timeout(1000)
+        assert page.get_by_test_id("bot").count() == 0 and page.get_by_test_id("user").count() == 0
+
+    def back() -> None:
+        page.locator("#conversation-list").get_by_text(question).click()
+        wait_until(following, "the answer is followed live again")
+
+    elsewhere()
+    back()
+    shot(page, "followed-again")
+    page.reload()
+    loaded(page)
+    wait_until(following, "the reloaded page follows the answer")
+    elsewhere()
+    back()
+    stop.click()
+    wait_until(lambda: "(stopped)" in last_answer(page), "the answer is stopped")
+    wait_until(lambda: composer_ready(page), "the composer is back")
+    page.context.close()
+
+
+def wait_for_change(read: Callable[[], str], seen: str, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while read() == seen:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def test_a_page_says_once_that_the_damaged_history_was_moved_aside(
     tmp_path: Path, engine: Any, browser: Any
 ) -> None:

@@ -46,6 +46,12 @@ class AnswerTask:
             self.version += 1
             self.changed.notify_all()
 
+    def finished(self, timeout_s: float) -> Conversation:
+        """The conversation once the answer has ended (as saved), or as it stands after `timeout_s`."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.done, timeout_s)
+            return self.latest
+
     def follow(self, wake_s: float = FOLLOW_WAKE_S) -> Iterator[Conversation]:
         """The conversation each time it changes (and every `wake_s` while it does not), the final last."""
         seen = -1

@@ -1,19 +1,19 @@
 """The chat tab's event graph, in the manner of Gradio's own `ChatInterface._setup_events`.
 
-Sending is three steps: `validate` (instant: text length, file counts), `ingest` (queued in the media
-group: content sniffing, pixel and duration limits, a video's frames, the context budget), then `answer`
-(queued in the one engine group, sized from the engine's capability). Every limit is therefore checked
-before a request waits for the engine. Retry, edit and the examples feed the same `answer` step. `ingest`
-shows the message in the chat at once, a line per attachment following its progress (`ui.sending`), and
-the composer shows Stop from then on. Stop during `ingest` stops the reading (a video at its next frame)
-without cancelling the event, which then puts back the chat and the composer and fails, so no answer
-follows; Stop during the answer cancels it, whose `finally` stops the engine (and ends the answer's
-server-side task: leaving the page only stops following it, see `ui.follow`). Leaving the conversation
-(new, switch, delete, clear) cancels both. `/chat` does its checks, decoding and answer in a group of its
-own, so it never holds an engine slot while it decodes a video; the engine runner bounds the answers
-themselves. Cheap UI events are queued too, with no concurrency limit (see `ui.errors.INSTANT`): Gradio's
-page shows the error or notice of a queued event only. Every internal event is private, so the only public
-API is `/chat`.
+Sending is three steps: `validate` (instant: text length, file counts), `ingest` (queued in the media group:
+content sniffing, pixel and duration limits, a video's frames, the context budget), then `answer` (queued in
+the one engine group, sized from the engine's capability). Every limit is therefore checked before a request
+waits for the engine. Retry, edit and the examples feed the same `answer` step. `ingest` shows the message in
+the chat at once, a line per attachment following its progress (`ui.sending`), and the composer shows Stop
+from then on. Stop during `ingest` stops the reading (a video at its next frame) without cancelling the event,
+which then puts back the chat and the composer and fails, so no answer follows; Stop during the answer ends
+the answer's server-side task, shows it as saved and cancels the events following it (leaving the page only
+stops following it, see `ui.follow`). Leaving the conversation (new, switch, delete, clear) cancels them all,
+and what they were showing stops at its next step (`ui.tabs`); switching to a conversation still answering
+follows that answer again. `/chat` does its checks, decoding and answer in a group of its own, so it never
+holds an engine slot while it decodes a video; the engine runner bounds the answers themselves. Cheap UI
+events are queued too, with no concurrency limit (see `ui.errors.INSTANT`): Gradio's page shows the error or
+notice of a queued event only. Every internal event is private, so the only public API is `/chat`.
 """
 
 from __future__ import annotations
@@ -59,13 +59,7 @@ def wire_chat(
     demo: gr.Blocks, view: ChatView, handlers: ChatHandlers, api: ChatApi, engine_concurrency: int
 ) -> None:
     settings = view.settings.components
-    view_outputs = [
-        view.browser,
-        view.conversations,
-        view.chatbot,
-        view.title,
-        *settings,
-    ]
+    view_outputs = view.opened
     quick: dict[str, Any] = {**INSTANT, "api_visibility": PRIVATE, "show_progress": "hidden"}
     engine: dict[str, Any] = {
         "concurrency_id": ENGINE_GROUP,
@@ -117,18 +111,22 @@ def wire_chat(
     # The browser shows the edited text before the server answers: a refused edit shows the saved one again.
     edited.failure(handlers.settle, [view.browser], [view.textbox, view.chatbot, view.conversations], **quick)
     answers.append(answer_then_settle(edited))
-    view.textbox.stop(follower.stop, [view.browser], None, cancels=[*answers, resumed], **quick)
+    switched = view.conversations.input(
+        handlers.switch, [view.browser, view.conversations], view_outputs, **quick
+    )
+    followed = [resumed, wire_follow(view, follower, switched)]
+    view.textbox.stop(
+        follower.stop, [view.browser], [view.textbox, view.chatbot], cancels=[*answers, *followed], **quick
+    )
     view.textbox.stop(handlers.stop_reading, None, None, **quick)
-    running = [*(ingested for ingested, _ in sent), *answers]
+    running = [*(ingested for ingested, _ in sent), *answers, *followed]
+    view.conversations.input(None, None, None, cancels=running, **quick)
 
     view.chatbot.undo(handlers.undo, [view.browser], [view.chatbot, view.textbox], **quick)
     view.chatbot.like(handlers.like, [view.browser], None, **quick)
     view.chatbot.option_select(handlers.show_version, [view.browser], [view.chatbot], **quick)
     view.chatbot.clear(handlers.clear, [view.browser], view_outputs, cancels=running, **quick)
     view.new_chat.click(handlers.new_conversation, [view.browser], view_outputs, cancels=running, **quick)
-    view.conversations.input(
-        handlers.switch, [view.browser, view.conversations], view_outputs, cancels=running, **quick
-    )
     # A textbox emptied by the user raises no input event in Gradio 6; leaving it still saves it.
     gr.on(
         [*(component.input for component in settings), view.settings.meta_instruction.blur],

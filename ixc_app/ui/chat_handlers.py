@@ -1,10 +1,11 @@
 """What each chat event does: the Gradio-facing edge of `ChatService`.
 
 Handlers take and return component values only. Which conversation is open lives in the browser's
-BrowserState (sent with every event, kept across reloads and server restarts), so the server holds nothing
-per tab that could grow or be lost; the owner is the request's login, or else the BrowserState's token
-(`identity.Owners`, through `session`). Errors a user can act on become `gr.Error` with their one
-sentence; the conversation on disk is never left half-changed.
+BrowserState (sent with every event, kept across reloads and server restarts); the server keeps per tab only
+what a page's events need to agree with each other (`ui.tabs`, the reading in `ui.sending`), bounded. The
+owner is the request's login, or else the BrowserState's token (`identity.Owners`, through `session`).
+Errors a user can act on become `gr.Error` with their one sentence; the conversation on disk is never left
+half-changed.
 """
 
 from __future__ import annotations
@@ -36,35 +37,12 @@ from ixc_app.ui.follow import follow_answer
 from ixc_app.ui.identity import BrowserSession, Owners
 from ixc_app.ui.sending import FileState, Readers, StoppedByUser
 from ixc_app.ui.settings_form import by_name, form_values, settings_from_form
+from ixc_app.ui.tabs import ShownConversations
+from ixc_app.ui.textbox import busy_textbox, locked_textbox, stop_textbox, unlocked_textbox
 
 log = logging.getLogger(__name__)
 
 STOPPED = "Stopped: the message was not sent and none of its files were kept; its text is back in the box."
-
-
-def locked_textbox() -> gr.MultimodalTextbox:
-    """The composer while an answer is on its way: no sending, a Stop button."""
-    return gr.MultimodalTextbox(interactive=False, submit_btn=False, stop_btn=True)
-
-
-def busy_textbox() -> gr.MultimodalTextbox:
-    """The composer while the message waits for its files to be read: no sending, and no Stop until the
-    reading has started (there is nothing to stop before)."""
-    return gr.MultimodalTextbox(interactive=False, submit_btn=False, stop_btn=False)
-
-
-def stop_textbox() -> gr.MultimodalTextbox:
-    """The composer once the message is in the chat: emptied, with Stop (for the reading, then the answer)."""
-    return gr.MultimodalTextbox(
-        value={"text": "", "files": []}, interactive=False, submit_btn=False, stop_btn=True
-    )
-
-
-def unlocked_textbox(value: dict[str, Any] | None = None) -> gr.MultimodalTextbox:
-    """The composer ready to send; `value` puts a message back in it (one that was not sent)."""
-    if value is None:
-        return gr.MultimodalTextbox(interactive=True, submit_btn=True, stop_btn=False)
-    return gr.MultimodalTextbox(value=value, interactive=True, submit_btn=True, stop_btn=False)
 
 
 def _dropped_notice(prepared: PreparedRequest) -> None:
@@ -82,6 +60,7 @@ class ChatHandlers:
         self.examples = examples
         self.owners = owners
         self.readers = Readers()
+        self.shown = ShownConversations()
 
     def session(self, stored: Any, request: gr.Request | None) -> BrowserSession:
         """The session the page was loaded with, owned by the request's login if any (`Owners`); only the
@@ -117,14 +96,20 @@ class ChatHandlers:
             info=None if summaries else "Your conversations will be listed here.",
         )
 
-    def _view(self, session: BrowserSession, conv: Conversation | None) -> tuple[Any, ...]:
-        """Everything that shows which conversation is open: see `ChatEvents.view_outputs`."""
+    def _view(
+        self, session: BrowserSession, conv: Conversation | None, request: gr.Request | None
+    ) -> tuple[Any, ...]:
+        """Everything that shows which conversation is open (`ChatView.opened`), the composer unlocked: an
+        answer followed in the conversation left stops being shown (`ui.tabs`), and one still written in the
+        conversation opened is followed again after this (`ui.follow`)."""
         settings = conv.settings if conv is not None else self.service.default_settings(session.owner)
+        self.shown.show(request, session.conversation)
         return (
             session.to_value(),
             self.conversation_list(session),
             self._chatbot(conv),
             conv.title if conv is not None else "",
+            unlocked_textbox(),
             *form_values(settings),
         )
 
@@ -145,18 +130,18 @@ class ChatHandlers:
         conv = self._current(session)
         if conv is None:
             session = replace(session, conversation="")
-        return self._view(session, conv)
+        return self._view(session, conv, request)
 
     def new_conversation(self, stored: Any, request: gr.Request | None = None) -> tuple[Any, ...]:
         session = self.session(stored, request)
-        return self._view(replace(session, conversation=""), None)
+        return self._view(replace(session, conversation=""), None, request)
 
     def switch(
         self, stored: Any, conversation_id: str | None, request: gr.Request | None = None
     ) -> tuple[Any, ...]:
         session = self.session(stored, request)
         conv = self.service.store.get(session.owner, conversation_id) if conversation_id else None
-        return self._view(replace(session, conversation=conv.id if conv else ""), conv)
+        return self._view(replace(session, conversation=conv.id if conv else ""), conv, request)
 
     def rename(self, stored: Any, title: str, request: gr.Request | None = None) -> gr.Radio:
         session = self.session(stored, request)
@@ -176,7 +161,7 @@ class ChatHandlers:
         if session.conversation:
             self.service.delete(session.owner, session.conversation)
             gr.Info("The conversation was deleted.")
-        return self._view(replace(session, conversation=""), None)
+        return self._view(replace(session, conversation=""), None, request)
 
     def remember_settings(self, stored: Any, request: gr.Request | None, *settings_values: Any) -> None:
         """A setting was changed: kept at once for the open conversation and as this user's defaults."""
@@ -244,6 +229,7 @@ class ChatHandlers:
         finally:
             self.readers.end(request.session_hash or "", reading)
         session = replace(session, conversation=conv.id)
+        self.shown.show(request, conv.id)
         yield stop_textbox(), self._chatbot(conv), session.to_value()
 
     def stop_reading(self, request: gr.Request) -> None:
@@ -266,13 +252,17 @@ class ChatHandlers:
         _dropped_notice(prepared)
         with user_errors():
             task = self.service.start(conv, prepared)
-        yield from follow_answer(task, self._chatbot)
+        yield from follow_answer(task, self._chatbot, lambda: self.shown.shows(request, conv.id))
 
     def settle(self, stored: Any, request: gr.Request | None = None) -> tuple[Any, ...]:
-        """After an answer ends, however it ended: the composer back, and the conversation as saved."""
+        """After an answer event ends, however it ended: the composer back, and the conversation as saved.
+
+        Gradio runs this also when the event was cancelled because the tab opened another conversation, and
+        `stored` may then still name the one left; only what the tab shows now is drawn (`ui.tabs`)."""
         session = self.session(stored, request)
-        conv = self._current(session)
-        return unlocked_textbox(), self._chatbot(conv), self.conversation_list(session)
+        if not self.shown.shows(request, session.conversation):
+            return unlocked_textbox(), gr.skip(), gr.skip()
+        return unlocked_textbox(), self._chatbot(self._current(session)), self.conversation_list(session)
 
     def unlock(self) -> gr.MultimodalTextbox:
         return unlocked_textbox()

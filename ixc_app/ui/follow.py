@@ -2,9 +2,10 @@
 
 An answer runs in a server-side task (`chat.answers`), so a reload or a lost connection only ends the page's
 view of it: Gradio closes the event's generator, the task writes on. The answer event and the follow event
-after a page load both render the task as it streams; Stop is the one event that ends the task itself. A page
-loaded while its conversation is still answering shows the composer locked with Stop and follows the answer
-again. The page load also says, once per visitor, when the app had to start from an empty store.
+after a page load or a switch render the task as it streams, while the tab shows its conversation
+(`ui.tabs`); Stop is the one event that ends the task itself. A page that opens a conversation still
+answering (loaded, or switched back to) shows the composer locked with Stop and follows the answer again.
+The page load also says, once per visitor, when the app had to start from an empty store.
 """
 
 from __future__ import annotations
@@ -18,19 +19,27 @@ from gradio.events import Dependency
 from ixc_app.chat import Conversation
 from ixc_app.chat.answers import AnswerTask
 from ixc_app.ui.identity import BrowserSession, MissingSession
+from ixc_app.ui.textbox import locked_textbox, unlocked_textbox
 
 if TYPE_CHECKING:
     from ixc_app.ui.chat_handlers import ChatHandlers
     from ixc_app.ui.layout import ChatView
 
+STOP_WAIT_S = 10.0
+"""How long Stop waits for the answer to be saved as stopped (the engine stops within one prefill chunk)."""
 FOLLOW_GROUP = "follow"
 FOLLOW_CONCURRENCY = 16
 """Pages following an answer at once: each holds a worker thread that mostly waits."""
 
 
-def follow_answer(task: AnswerTask, chatbot: Callable[[Conversation], gr.Chatbot]) -> Iterator[gr.Chatbot]:
-    """The Chatbot each time the answer grows; the task's failure, if any, as a Gradio error at the end."""
+def follow_answer(
+    task: AnswerTask, chatbot: Callable[[Conversation], gr.Chatbot], shown: Callable[[], bool]
+) -> Iterator[gr.Chatbot]:
+    """The Chatbot each time the answer grows, while the tab still shows its conversation (`shown`, see
+    `ui.tabs`); the task's failure, if any, as a Gradio error at the end."""
     for partial in task.follow():
+        if not shown():
+            return
         yield chatbot(partial)
     if task.error:
         raise gr.Error(task.error, print_exception=False)
@@ -42,14 +51,21 @@ class AnswerFollower:
         self.service = handlers.service
         self._told: set[str] = set()
 
-    def stop(self, stored: Any, request: gr.Request | None = None) -> None:
-        """Stop: end the open conversation's answer on the server (it is saved as stopped)."""
+    def stop(self, stored: Any, request: gr.Request | None = None) -> tuple[Any, Any]:
+        """Stop: end the open conversation's answer on the server and show it as saved, marked stopped.
+
+        Stop also cancels the events that follow the answer (one still waiting in the queue has no task to
+        stop yet), and their settle step gives the composer back."""
         session = self._session(stored, request)
-        if session is not None and session.conversation:
-            self.service.stop(session.owner, session.conversation)
+        task = self.service.answering(session.owner, session.conversation) if session else None
+        if task is None:
+            return gr.skip(), gr.skip()
+        task.stop.set()
+        return unlocked_textbox(), self.handlers._chatbot(task.finished(STOP_WAIT_S))
 
     def resume(self, stored: Any, request: gr.Request | None = None) -> Iterator[tuple[Any, ...]]:
-        """After a page load: follow the open conversation's answer if it is still being written."""
+        """After a page load or a switch: follow the open conversation's answer if it is still being
+        written, until it ends or the tab opens another conversation."""
         session = self._session(stored, request)
         if session is not None:
             self._startup_notice(session.owner)
@@ -63,9 +79,12 @@ class AnswerFollower:
             # the page's next upload), so it says "no change" instead.
             yield gr.skip(), gr.skip(), gr.skip()
             return
-        locked = gr.MultimodalTextbox(interactive=False, submit_btn=False, stop_btn=True)
-        for chatbot in follow_answer(task, self.handlers._chatbot):
-            yield locked, chatbot, gr.skip()
+        shown = self.handlers.shown
+        conversation = session.conversation
+        for chatbot in follow_answer(
+            task, self.handlers._chatbot, lambda: shown.shows(request, conversation)
+        ):
+            yield locked_textbox(), chatbot, gr.skip()
         yield self.handlers.settle(stored, request)
 
     def _session(self, stored: Any, request: gr.Request | None) -> BrowserSession | None:
@@ -84,9 +103,10 @@ class AnswerFollower:
             )
 
 
-def wire_follow(view: ChatView, follower: AnswerFollower, loaded: Dependency) -> Dependency:
-    """Follow a running answer after the page load; returns the event, for Stop to cancel as well."""
-    return loaded.then(
+def wire_follow(view: ChatView, follower: AnswerFollower, opened: Dependency) -> Dependency:
+    """Follow a running answer after the page load or a switch; returns the event, for Stop and for leaving
+    the conversation to cancel as well."""
+    return opened.then(
         follower.resume,
         [view.browser],
         [view.textbox, view.chatbot, view.conversations],

@@ -7,6 +7,7 @@ reads like a list of events and the layout like a page.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import gradio as gr
 
@@ -89,6 +90,19 @@ class ChatView:
     settings: SettingsPanel
     api: ApiPorts
     transfer: TransferView
+
+    @property
+    def opened(self) -> list[Any]:
+        """What shows which conversation is open, in the order of `ChatHandlers._view`: every event that opens
+        or leaves a conversation writes all of it."""
+        return [
+            self.browser,
+            self.conversations,
+            self.chatbot,
+            self.title,
+            self.textbox,
+            *self.settings.components,
+        ]
 
 
 def header(is_demo_model: bool, *, hf_oauth: bool = False) -> None:

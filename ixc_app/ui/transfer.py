@@ -103,8 +103,7 @@ class TransferHandlers:
 
 def wire_transfer(view: ChatView, handlers: TransferHandlers) -> None:
     transfer = view.transfer
-    settings = view.settings.components
-    view_outputs = [view.browser, view.conversations, view.chatbot, view.title, *settings]
+    view_outputs = view.opened
     private: dict[str, Any] = {"api_visibility": "private", "show_progress": "minimal"}
     transfer.export.click(handlers.export_current, [view.browser], [transfer.download], **private)
     transfer.upload.upload(handlers.import_archive, [view.browser, transfer.upload], view_outputs, **private)
