@@ -59,7 +59,7 @@ def parse_accounts(text: str) -> Accounts:
 def read_accounts(path: Path) -> Accounts:
     """The accounts of the auth file at `path`; `AuthFileError` when it cannot be read or used."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM is no part of the first name
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "it is not UTF-8 text"
         raise AuthFileError(f"it cannot be read ({reason})") from exc

@@ -154,6 +154,28 @@ def test_a_retried_answer_keeps_its_versions_and_one_is_shown_but_not_while_it_i
         service.show_version(OWNER, "no-such-conversation", 0)
 
 
+def test_a_retry_left_waiting_with_no_answer_running_is_put_back_when_read(
+    service: ChatService, engine: GatedFakeEngine
+) -> None:
+    """The retry was saved but its answer never started (stopped or left while queued): the next read
+    shows the answer before it again, saved, while a retry whose answer runs is left to it."""
+    conv = asked(service)
+    engine.release.set()
+    list(service.answer(conv, PreparedRequest(Request(turns=(Turn("user", "Hi there"),)), 0, 3)))
+    answered_once = service.store.get(OWNER, conv.id)
+    service.store.put(retry(answered_once))
+    settled = service.settled(OWNER, conv.id)
+    assert settled is not None and settled.messages[-1].text == answered_once.messages[-1].text
+    assert service.store.get(OWNER, conv.id) == settled
+    retried = retry(settled)
+    service.store.put(retried)
+    engine.release.clear()
+    stream = answer_midway(service, retried)
+    assert service.settled(OWNER, conv.id).messages[-1].finish is None  # its answer is running
+    engine.release.set()
+    list(stream)
+
+
 def test_image_placeholders_typed_by_a_user_are_removed() -> None:
     assert user_text("Is <ImageHere> red? <Image<ImageHere>Here>") == "Is  red? "
     assert user_text("plain text") == "plain text"

@@ -10,6 +10,7 @@ import pytest
 from test_chat import OWNER, answered, media_path
 
 from ixc_app.chat import (
+    MAX_VERSIONS,
     Conversation,
     ConversationError,
     add_user_message,
@@ -17,6 +18,7 @@ from ixc_app.chat import (
     edit_user_message,
     finish_answer,
     new_conversation,
+    put_back_waiting,
     retry,
     set_feedback,
     show_version,
@@ -137,3 +139,23 @@ def test_the_chatbot_shows_the_version_buttons_under_the_last_finished_answer_on
     assert len(followed) == 4 and not any("options" in m for m in followed)
     assert "options" not in to_chatbot(start_answer(retry(conv)), media_path)[-1]
     assert "options" not in to_chatbot(answered(new_conversation(OWNER), "q", "a"), media_path)[-1]
+
+
+def test_a_retry_whose_answer_never_started_shows_the_version_before_it_again() -> None:
+    """Stopped or left while it waited for the engine, nothing will write the empty answer a retry left."""
+    conv = three_versions()
+    waiting = retry(conv)
+    assert waiting.messages[-1].text == "" and waiting.messages[-1].finish is None
+    restored = put_back_waiting(waiting)
+    assert restored.messages[-1].text == "third" and restored.messages[-1].finish == "stop"
+    assert [v.text for v in restored.messages[-1].all_versions] == ["first", "second", "third"]
+    assert put_back_waiting(conv) is conv
+
+
+def test_an_answer_keeps_at_most_max_versions_the_oldest_going_first() -> None:
+    conv = answered(new_conversation(OWNER), "q", "answer 0")
+    for i in range(1, MAX_VERSIONS + 5):
+        conv = answer_again(conv, f"answer {i}")
+    versions = [v.text for v in conv.messages[-1].all_versions]
+    assert len(versions) == MAX_VERSIONS
+    assert versions[-1] == f"answer {MAX_VERSIONS + 4}" and versions[0] == "answer 5"

@@ -237,3 +237,25 @@ def test_stop_while_a_video_is_read_puts_the_chat_and_the_text_back(
     assert not raw.exists()
     assert files_under(chat.service.settings.media_dir) == []
     assert chat.service.conversations(OWNER) == []
+
+
+def test_a_video_read_while_the_tab_opens_another_conversation_draws_nothing_and_keeps_nothing(
+    handlers: tuple[ChatHandlers, object],  # noqa: F811
+    long_clip: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Gradio's cancel arrives after the other conversation is shown: the reading's next step sees the tab
+    moved on (`ui.tabs`) and ends without drawing its chat or composer over it."""
+    chat, _ = handlers
+    event, raw, held = reading_event(chat, long_clip, tmp_path, monkeypatch)
+    next(event)
+    held.held.wait()
+    chat.shown.show(Tab(), "another-conversation")
+    outputs: list = []
+    with pytest.raises(gr.Error):
+        outputs.extend(event)
+    assert outputs == []
+    wait_for(lambda: not raw.exists())
+    assert files_under(chat.service.settings.media_dir) == []
+    assert chat.service.conversations(OWNER) == []

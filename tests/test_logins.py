@@ -28,7 +28,7 @@ from test_browser import browser, loaded, send, set_max_new_tokens, shot  # noqa
 
 from ixc_app.compose.options import ComposeOptions
 from ixc_app.config import ConfigError, parse_settings, prepare
-from ixc_app.logins import OAUTH_MODULES, AuthFileError, parse_accounts
+from ixc_app.logins import OAUTH_MODULES, AuthFileError, parse_accounts, read_accounts
 from ixc_app.ui.identity import (
     LOGIN_OWNER_LENGTH,
     MissingSession,
@@ -66,6 +66,12 @@ def test_a_bad_auth_file_is_refused_without_showing_a_password(text: str, reason
     with pytest.raises(AuthFileError) as refused:
         parse_accounts(text)
     assert str(refused.value) == reason
+
+
+def test_an_auth_file_saved_with_a_byte_order_mark_keeps_its_first_user(tmp_path: Path) -> None:
+    saved = tmp_path / "logins.txt"
+    saved.write_text(ACCOUNTS, encoding="utf-8-sig")
+    assert read_accounts(saved) == parse_accounts(ACCOUNTS)
 
 
 def test_the_auth_file_is_a_setting_checked_before_the_app_starts(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ State (frozen dataclasses, JSON round trip with `Conversation.to_dict()` / `Conv
 Operations (each returns a new Conversation; `ConversationError` carries a one-sentence message):
 `new_conversation(owner, settings=None)`, `add_user_message(conv, text, media=())`, `start_answer(conv)`,
 `append_answer(conv, text)`, `finish_answer(conv, finished, dropped_messages=0)`, `fail_answer(conv, error)`,
-`retry(conv)` (keeps the answer as a version), `show_version(conv, version)` (of the last answer),
+`retry(conv)` (keeps the answer as a version, at most `MAX_VERSIONS`), `show_version(conv, version)` (of
+the last answer), `put_back_waiting(conv)` (a retry whose answer never started),
 `undo(conv)`, `edit_user_message(conv, index, text)`, `set_feedback(conv, index, feedback)`,
 `rename(conv, title)`, `with_settings(conv, settings)`.
 
@@ -61,9 +62,7 @@ from ixc_app.chat.conversation import (
     finish_answer,
     new_conversation,
     rename,
-    retry,
     set_feedback,
-    show_version,
     start_answer,
     undo,
     with_settings,
@@ -71,9 +70,11 @@ from ixc_app.chat.conversation import (
 from ixc_app.chat.display import to_chatbot
 from ixc_app.chat.ingest import ingest_upload, media_limits
 from ixc_app.chat.request import ContextBudgetExceeded, MediaPath, PreparedRequest, hd_nums, to_request
+from ixc_app.chat.versions import MAX_VERSIONS, put_back_waiting, retry, show_version
 
 __all__ = [
     "DEFAULT_TITLE",
+    "MAX_VERSIONS",
     "AnswerVersion",
     "ChatSettings",
     "ContextBudgetExceeded",
@@ -95,6 +96,7 @@ __all__ = [
     "ingest_upload",
     "media_limits",
     "new_conversation",
+    "put_back_waiting",
     "rename",
     "retry",
     "set_feedback",

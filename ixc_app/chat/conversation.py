@@ -23,7 +23,6 @@ MessageFinish = Literal["stop", "length", "cancelled", "error", "interrupted"]
 
 DEFAULT_TITLE = "New conversation"
 TITLE_CHARS = 60
-STILL_WRITING = "The answer is still being written; wait for it or press Stop, then pick another version."
 
 
 class ConversationError(ValueError):
@@ -316,47 +315,6 @@ def fail_answer(conv: Conversation, error: str, *, now: float | None = None) -> 
         conv = start_answer(conv, now=now)
     last = _last_assistant(conv)
     return _touch(conv, (*conv.messages[:-1], replace(last, finish="error", error=error)), now)
-
-
-def retry(conv: Conversation, *, now: float | None = None) -> Conversation:
-    """Make way for another answer to the last user message (a no-op if it has none).
-
-    The answer it had and its earlier versions stay, to be shown again (`show_version`); the new answer will
-    be the last version, streamed into the empty answer left for it (`start_answer`). A version with no text
-    (it failed before its first word) has nothing to go back to and goes; with nothing kept, the answer is
-    dropped. One cut short while it was written is kept as interrupted.
-    """
-    if not conv.messages:
-        raise ConversationError("There is nothing to retry; send a message first.")
-    last = conv.messages[-1]
-    if last.role == "user":
-        return conv
-    kept = tuple(replace(v, finish=v.finish or "interrupted") for v in last.all_versions if v.text)
-    if not kept:
-        return _touch(conv, conv.messages[:-1], now)
-    waiting = Message(role="assistant", text="", versions=kept, version=len(kept))
-    return _touch(conv, (*conv.messages[:-1], waiting), now)
-
-
-def show_version(conv: Conversation, version: int) -> Conversation:
-    """Show version `version` (from 0, in the order written) of the last answer instead of the one shown.
-
-    Only the last answer can be switched: the turns after an earlier one were answered with the version
-    shown then in their history, and showing another would pair them with a history they never had (Open
-    WebUI keeps a branch of turns per version; this app keeps one line). An earlier answer keeps its
-    versions, to be switched again once the turns after it are undone.
-    """
-    last = conv.messages[-1] if conv.messages else None
-    if last is None or last.role != "assistant":
-        raise ConversationError("There is no answer to show another version of; send a message first.")
-    if last.finish is None:
-        raise ConversationError(STILL_WRITING)
-    everything = last.all_versions
-    if not 0 <= version < len(everything):
-        raise ConversationError("That version of the answer does not exist; reload the page.")
-    others = (*everything[:version], *everything[version + 1 :])
-    shown = replace(last, **vars(everything[version]), versions=others, version=version)
-    return replace(conv, messages=(*conv.messages[:-1], shown))
 
 
 def undo(conv: Conversation, *, now: float | None = None) -> Conversation:

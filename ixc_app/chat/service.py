@@ -36,11 +36,11 @@ from ixc_app.chat import (
     to_request,
 )
 from ixc_app.chat.answers import AnswerBusy, AnswerTask, AnswerTasks
-from ixc_app.chat.conversation import STILL_WRITING
 from ixc_app.chat.preferences import Preferences
 from ixc_app.chat.runner import EngineRunner
 from ixc_app.chat.text import clean_text
 from ixc_app.chat.transfer import export_archive, import_archive
+from ixc_app.chat.versions import STILL_WRITING, put_back_waiting
 from ixc_app.config import Settings
 from ixc_app.engines.base import EngineCapabilities, EngineError, Finished
 from ixc_app.ixc.prompt import IMAGE_PLACEHOLDER
@@ -232,6 +232,19 @@ class ChatService:
         out on their own)."""
         self.answers.stop(owner, conversation_id)
         return self.store.delete(owner, conversation_id)
+
+    def settled(self, owner: str, conversation_id: str) -> Conversation | None:
+        """The conversation as saved (None if there is none). A retry's empty answer that no task writes (it
+        was stopped or left while it waited for the engine) is put back to the version shown before it, and
+        saved so, rather than stay an empty answer nothing will finish."""
+        with self.answers.lock:
+            conv = self.store.get(owner, conversation_id)
+            if conv is None or self.answers.get(owner, conversation_id) is not None:
+                return conv
+            restored = put_back_waiting(conv)
+            if restored is not conv:
+                self.store.put(restored)
+            return restored
 
     def answering(self, owner: str, conversation_id: str) -> AnswerTask | None:
         """The answer the conversation is writing now, if any."""

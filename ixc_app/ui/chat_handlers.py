@@ -10,7 +10,6 @@ half-changed.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -40,9 +39,8 @@ from ixc_app.ui.settings_form import by_name, form_values, settings_from_form
 from ixc_app.ui.tabs import ShownConversations
 from ixc_app.ui.textbox import busy_textbox, locked_textbox, stop_textbox, unlocked_textbox
 
-log = logging.getLogger(__name__)
-
 STOPPED = "Stopped: the message was not sent and none of its files were kept; its text is back in the box."
+LEFT = "Another conversation was opened while the message's files were read, so it was not sent."
 
 
 def _dropped_notice(prepared: PreparedRequest) -> None:
@@ -70,7 +68,7 @@ class ChatHandlers:
 
     # Views
 
-    def _chatbot(self, conv: Conversation | None, messages: list[dict] | None = None) -> gr.Chatbot:
+    def chatbot(self, conv: Conversation | None, messages: list[dict] | None = None) -> gr.Chatbot:
         """The conversation in the Chatbot, or `messages` in its place (it and a pending message)."""
         feedback = (
             []
@@ -107,7 +105,7 @@ class ChatHandlers:
         return (
             session.to_value(),
             self.conversation_list(session),
-            self._chatbot(conv),
+            self.chatbot(conv),
             conv.title if conv is not None else "",
             unlocked_textbox(),
             *form_values(settings),
@@ -116,7 +114,7 @@ class ChatHandlers:
     def _current(self, session: BrowserSession) -> Conversation | None:
         if not session.conversation:
             return None
-        return self.service.store.get(session.owner, session.conversation)
+        return self.service.settled(session.owner, session.conversation)
 
     def _require_current(self, session: BrowserSession) -> Conversation:
         with user_errors():
@@ -208,13 +206,20 @@ class ChatHandlers:
 
         def pending(states: list[FileState]) -> gr.Chatbot:
             message = pending_message(draft.text, [(state.name, state.step) for state in states])
-            return self._chatbot(conv, [*shown, message])
+            return self.chatbot(conv, [*shown, message])
+
+        def still_shown() -> None:
+            """The tab opened another conversation: stop here, drawing nothing over it (`ui.tabs`)."""
+            if not self.shown.shows(request, session.conversation):
+                raise gr.Error(LEFT, visible=False, print_exception=False)
 
         try:
             yield stop_textbox(), pending(reading.states), gr.skip()
             for states in reading.updates():
+                still_shown()
                 yield gr.skip(), gr.skip() if states is None else pending(states), gr.skip()
             yield gr.skip(), pending(reading.states), gr.skip()  # a last chance to be closed before saving
+            still_shown()
             with user_errors():
                 try:
                     media = reading.result()
@@ -223,14 +228,15 @@ class ChatHandlers:
                     raise gr.Error(STOPPED, visible=False, print_exception=False) from exc
                 conv, _ = self.service.add_message(conv, draft.text, media)
         except Exception:
-            restored = {"text": typed, "files": []}
-            yield unlocked_textbox(restored), self._chatbot(self._current(session)), gr.skip()
+            if self.shown.shows(request, session.conversation):
+                restored = {"text": typed, "files": []}
+                yield unlocked_textbox(restored), self.chatbot(self._current(session)), gr.skip()
             raise
         finally:
             self.readers.end(request.session_hash or "", reading)
         session = replace(session, conversation=conv.id)
         self.shown.show(request, conv.id)
-        yield stop_textbox(), self._chatbot(conv), session.to_value()
+        yield stop_textbox(), self.chatbot(conv), session.to_value()
 
     def stop_reading(self, request: gr.Request) -> None:
         """Stop: the tab's message stops being read (the ingest event then puts the composer back)."""
@@ -252,7 +258,7 @@ class ChatHandlers:
         _dropped_notice(prepared)
         with user_errors():
             task = self.service.start(conv, prepared)
-        yield from follow_answer(task, self._chatbot, lambda: self.shown.shows(request, conv.id))
+        yield from follow_answer(task, self.chatbot, lambda: self.shown.shows(request, conv.id))
 
     def settle(self, stored: Any, request: gr.Request | None = None) -> tuple[Any, ...]:
         """After an answer event ends, however it ended: the composer back, and the conversation as saved.
@@ -261,8 +267,8 @@ class ChatHandlers:
         `stored` may then still name the one left; only what the tab shows now is drawn (`ui.tabs`)."""
         session = self.session(stored, request)
         if not self.shown.shows(request, session.conversation):
-            return unlocked_textbox(), gr.skip(), gr.skip()
-        return unlocked_textbox(), self._chatbot(self._current(session)), self.conversation_list(session)
+            return gr.skip(), gr.skip(), gr.skip()  # the conversation shown now sets the composer
+        return unlocked_textbox(), self.chatbot(self._current(session)), self.conversation_list(session)
 
     def unlock(self) -> gr.MultimodalTextbox:
         return unlocked_textbox()
@@ -283,7 +289,7 @@ class ChatHandlers:
         with user_errors():
             conv = retry(conv)
         self.service.store.put(conv)
-        return locked_textbox(), self._chatbot(conv)
+        return locked_textbox(), self.chatbot(conv)
 
     def edit(self, stored: Any, edit: gr.EditData, request: gr.Request | None = None) -> tuple[Any, ...]:
         session = self.session(stored, request)
@@ -292,7 +298,7 @@ class ChatHandlers:
         with user_errors():
             conv = edit_user_message(conv, index, user_text(str(edit.value)))
         self.service.store.put(conv)
-        return locked_textbox(), self._chatbot(conv)
+        return locked_textbox(), self.chatbot(conv)
 
     def undo(self, stored: Any, request: gr.Request | None = None) -> tuple[Any, ...]:
         """Take back the last message and its answer, and put the message back in the composer."""
@@ -307,7 +313,7 @@ class ChatHandlers:
             "text": last.text,
             "files": [str(self.service.media_path(item.key)) for item in last.media],
         }
-        return self._chatbot(conv), restored
+        return self.chatbot(conv), restored
 
     def show_version(
         self, stored: Any, select: gr.SelectData, request: gr.Request | None = None
@@ -320,7 +326,7 @@ class ChatHandlers:
             conv = self.service.show_version(
                 session.owner, session.conversation, int(value) if value.isdecimal() else -1
             )
-        return self._chatbot(conv)
+        return self.chatbot(conv)
 
     def like(self, stored: Any, like: gr.LikeData, request: gr.Request | None = None) -> None:
         session = self.session(stored, request)

@@ -60,8 +60,8 @@ class AnswerFollower:
         task = self.service.answering(session.owner, session.conversation) if session else None
         if task is None:
             return gr.skip(), gr.skip()
-        task.stop.set()
-        return unlocked_textbox(), self.handlers._chatbot(task.finished(STOP_WAIT_S))
+        self.service.stop(session.owner, session.conversation)
+        return unlocked_textbox(), self.handlers.chatbot(task.finished(STOP_WAIT_S))
 
     def resume(self, stored: Any, request: gr.Request | None = None) -> Iterator[tuple[Any, ...]]:
         """After a page load or a switch: follow the open conversation's answer if it is still being
@@ -81,10 +81,12 @@ class AnswerFollower:
             return
         shown = self.handlers.shown
         conversation = session.conversation
-        for chatbot in follow_answer(
-            task, self.handlers._chatbot, lambda: shown.shows(request, conversation)
-        ):
-            yield locked_textbox(), chatbot, gr.skip()
+        # The composer is locked once: a step that reaches the page after Stop's own reply (Gradio's cancel
+        # arrives later) must not lock it again.
+        composer: Any = locked_textbox()
+        for chatbot in follow_answer(task, self.handlers.chatbot, lambda: shown.shows(request, conversation)):
+            yield composer, chatbot, gr.skip()
+            composer = gr.skip()
         yield self.handlers.settle(stored, request)
 
     def _session(self, stored: Any, request: gr.Request | None) -> BrowserSession | None:
