@@ -16,6 +16,7 @@ from ixc_app import __version__
 from ixc_app.config import ConfigError, Settings, parse_settings
 from ixc_app.engines.base import EngineError
 from ixc_app.logging_setup import configure_logging
+from ixc_app.logins import AuthFileError
 
 T = TypeVar("T")
 log = logging.getLogger("ixc_app")
@@ -44,5 +45,9 @@ def run(
     except EngineError as exc:
         log.error("%s", exc)
         return 1
-    serve(started)
+    try:
+        serve(started)
+    except AuthFileError as exc:  # the auth file is read again at launch, after the model has loaded
+        log.error("%s", exc)
+        return 2
     return 0

@@ -66,13 +66,19 @@ def read_accounts(path: Path) -> Accounts:
     return parse_accounts(text)
 
 
+def load_accounts(auth_file: Path) -> Accounts:
+    """The auth file's accounts, or `AuthFileError` with the sentence to show (at start, and again at launch,
+    which comes after the model has loaded)."""
+    try:
+        return read_accounts(auth_file)
+    except AuthFileError as exc:
+        raise AuthFileError(f"The auth file {auth_file} cannot be used: {exc}.") from exc
+
+
 def check_logins(auth_file: Path | None, *, hf_oauth: bool) -> None:
     """`AuthFileError` with the sentence to show when the auth file, or OAuth on this Space, cannot work."""
     if auth_file is not None:
-        try:
-            read_accounts(auth_file)
-        except AuthFileError as exc:
-            raise AuthFileError(f"The auth file {auth_file} cannot be used: {exc}.") from exc
+        load_accounts(auth_file)
     missing = [name for name in OAUTH_MODULES if importlib.util.find_spec(name) is None]
     if hf_oauth and missing:
         raise AuthFileError(

@@ -23,7 +23,7 @@ from test_ui_api import send
 from ixc_app.chat import ingest_upload, new_conversation
 from ixc_app.chat.preferences import Preferences
 from ixc_app.chat.runner import EngineRunner
-from ixc_app.chat.service import ChatService
+from ixc_app.chat.service import ChatService, InputRejected
 from ixc_app.ixc.tokenizer import Tokenizer
 from ixc_app.media import MediaStore, StorageFull
 from ixc_app.media import store as media_store
@@ -197,3 +197,23 @@ def test_the_app_refuses_uploads_beyond_the_bound_with_a_sentence(tmp_path: Path
         assert app.store.size_bytes() <= app.store.max_bytes
     finally:
         app.close()
+
+
+def test_a_message_refused_after_its_files_were_read_keeps_none_of_them(
+    tmp_path: Path, service: ChatService
+) -> None:
+    """The conversation was deleted while the files were read: the message is refused and the files it
+    stored go, while a file another conversation shows stays."""
+    shared = ingest_upload(service.store.media, noise_png(tmp_path / "shared.png", 3), LIMITS)
+    service.store.put(answered(new_conversation(ALICE), "keep", (shared,)))
+    gone = answered(new_conversation(ALICE), "deleted meanwhile")
+    media = service.ingest(
+        [str(noise_png(tmp_path / "new.png", 4)), str(noise_png(tmp_path / "again.png", 3))]
+    )
+    assert len(files_under(service.settings.media_dir)) > 1
+
+    with pytest.raises(InputRejected, match="was deleted while the message was being prepared"):
+        service.add_message(gone, "And this?", media)
+
+    assert service.store.media.get(media[0].key) is None
+    assert service.store.media.get(shared.key) is not None

@@ -27,7 +27,8 @@ from gradio_client import Client
 from test_browser import browser, loaded, send, set_max_new_tokens, shot  # noqa: F401 (the fixture)
 
 from ixc_app.compose.options import ComposeOptions
-from ixc_app.config import ConfigError, parse_settings, prepare
+from ixc_app.config import ConfigError, Settings, parse_settings, prepare
+from ixc_app.entry import run
 from ixc_app.logins import OAUTH_MODULES, AuthFileError, parse_accounts, read_accounts
 from ixc_app.ui.identity import (
     LOGIN_OWNER_LENGTH,
@@ -38,6 +39,7 @@ from ixc_app.ui.identity import (
     is_token,
     new_owner,
 )
+from ixc_app.ui.launch import launch
 
 ACCOUNTS = "# team logins\nalice:open:sesame\n\n  bob : hunter2 \n"
 SECRET = "a-server-secret-for-the-tests"
@@ -72,6 +74,24 @@ def test_an_auth_file_saved_with_a_byte_order_mark_keeps_its_first_user(tmp_path
     saved = tmp_path / "logins.txt"
     saved.write_text(ACCOUNTS, encoding="utf-8-sig")
     assert read_accounts(saved) == parse_accounts(ACCOUNTS)
+
+
+def test_an_auth_file_gone_by_the_time_the_app_launches_ends_it_with_its_sentence(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The file is read again at launch, after the model has loaded (minutes on a GPU box)."""
+    logins = tmp_path / "logins.txt"
+    logins.write_text(ACCOUNTS)
+    argv = ["--data-dir", str(tmp_path / "data"), "--auth-file", str(logins)]
+
+    def start(settings: Settings) -> Settings:
+        settings = prepare(settings)
+        logins.unlink()
+        return settings
+
+    code = run(argv, prog="app.py", what="test", start=start, serve=lambda settings: launch(None, settings))  # type: ignore[arg-type]
+    assert code == 2
+    assert f"The auth file {logins} cannot be used: it cannot be read" in capfd.readouterr().err
 
 
 def test_the_auth_file_is_a_setting_checked_before_the_app_starts(tmp_path: Path) -> None:

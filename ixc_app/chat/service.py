@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ixc_app.chat import (
     ChatSettings,
+    ContextBudgetExceeded,
     Conversation,
     MediaItem,
     PreparedRequest,
@@ -184,7 +185,18 @@ class ChatService:
 
         Reading the attachments can take seconds (a video is decoded), so the stored conversation is read
         again first: a rename made meanwhile is kept, and a conversation deleted meanwhile is not revived.
+        Refused, the media read for it go again unless something else refers to them (as `ingest` does when
+        it is given up), so nothing of a message that is not sent stays stored.
         """
+        try:
+            return self._add_message(conv, text, media)
+        except (InputRejected, ContextBudgetExceeded):
+            self.store.delete_unreferenced(key for item in media for key in item.keys)
+            raise
+
+    def _add_message(
+        self, conv: Conversation, text: str, media: tuple[MediaItem, ...]
+    ) -> tuple[Conversation, PreparedRequest]:
         with self.answers.lock:
             if self.answering(conv.owner, conv.id):
                 raise InputRejected(BUSY)

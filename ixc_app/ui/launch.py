@@ -15,7 +15,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ixc_app.config import LOGIN_SECRET_FILE_NAME, SECRET_FILE_NAME, Limits, Settings
-from ixc_app.logins import read_accounts
+from ixc_app.logins import load_accounts
 from ixc_app.serve.limits import BodySizeLimit
 from ixc_app.ui.samples import samples_folder
 from ixc_app.ui.style import FAVICON, STYLESHEET, THEME, logo_css
@@ -50,7 +50,7 @@ def launch(
 ) -> tuple[FastAPI, str, str | None]:
     """Start serving `demo` on `settings.host:port`; returns Gradio's (app, local URL, share URL). With an
     auth file, every page and API call asks for one of its logins first (Gradio's own login page)."""
-    auth = read_accounts(settings.auth_file).pairs() if settings.auth_file is not None else None
+    auth = load_accounts(settings.auth_file).pairs() if settings.auth_file is not None else None
     return demo.launch(
         auth=auth,
         server_name=settings.host,
