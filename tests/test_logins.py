@@ -314,6 +314,8 @@ def test_on_a_space_with_oauth_a_signed_in_user_owns_their_api_conversation(
     app = start_app(replace(app_settings(tmp_path / "data"), hf_oauth=True), engine)
     try:
         assert [b.elem_id for b in app.demo.blocks.values() if isinstance(b, LoginButton)] == ["login"]
+        public = {fn.name for fn in app.demo.fns.values() if fn.api_visibility == "public"}
+        assert public == {fn.name for fn in logins_app.demo.fns.values() if fn.api_visibility == "public"}
         signer = TimestampSigner(hashlib.sha256(b"client-secret-v4").hexdigest())
         content = base64.b64encode(json.dumps({"oauth_info": oauth_info("alice")}).encode())
         cookie = {"Cookie": f"session={signer.sign(content).decode()}"}

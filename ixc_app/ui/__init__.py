@@ -66,5 +66,14 @@ def build_app(services: Services) -> gr.Blocks:
             view.browser, compose_view, compose_handlers, ComposeApi(composer, compose_handlers),
             capabilities.max_concurrency,
         )  # fmt: skip
+    _keep_private(demo)
     demo.queue(max_size=QUEUE_MAX_SIZE)
     return demo
+
+
+def _keep_private(demo: gr.Blocks) -> None:
+    """Every internal event is private (`ui.chat_events`); `gr.LoginButton` adds its own page-load check as
+    a public endpoint, which is made private too."""
+    for fn in demo.fns.values():
+        if fn.name == "_check_login_status":
+            fn.api_visibility = "private"
