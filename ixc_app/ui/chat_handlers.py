@@ -36,7 +36,7 @@ from ixc_app.ui.follow import follow_answer
 from ixc_app.ui.identity import BrowserSession, Owners
 from ixc_app.ui.sending import FileState, Readers, StoppedByUser
 from ixc_app.ui.settings_form import by_name, form_values, settings_from_form
-from ixc_app.ui.tabs import ShownConversations
+from ixc_app.ui.tabs import ShownConversations, tab_of
 from ixc_app.ui.textbox import busy_textbox, locked_textbox, stop_textbox, unlocked_textbox
 
 STOPPED = "Stopped: the message was not sent and none of its files were kept; its text is back in the box."
@@ -202,15 +202,18 @@ class ChatHandlers:
             self.service.check_draft(draft, conv)
         typed = (message or {}).get("text") or ""
         shown = self.service.chatbot(conv)
-        reading = self.readers.start(request.session_hash or "", self.service.ingest, draft.files)
+        reading = self.readers.start(tab_of(request), self.service.ingest, draft.files)
 
         def pending(states: list[FileState]) -> gr.Chatbot:
             message = pending_message(draft.text, [(state.name, state.step) for state in states])
             return self.chatbot(conv, [*shown, message])
 
+        def here() -> bool:
+            """The tab still shows this conversation; once it opened another, nothing is drawn over it."""
+            return self.shown.shows(request, session.conversation)
+
         def still_shown() -> None:
-            """The tab opened another conversation: stop here, drawing nothing over it (`ui.tabs`)."""
-            if not self.shown.shows(request, session.conversation):
+            if not here():
                 raise gr.Error(LEFT, visible=False, print_exception=False)
 
         try:
@@ -228,19 +231,19 @@ class ChatHandlers:
                     raise gr.Error(STOPPED, visible=False, print_exception=False) from exc
                 conv, _ = self.service.add_message(conv, draft.text, media)
         except Exception:
-            if self.shown.shows(request, session.conversation):
+            if here():
                 restored = {"text": typed, "files": []}
                 yield unlocked_textbox(restored), self.chatbot(self._current(session)), gr.skip()
             raise
         finally:
-            self.readers.end(request.session_hash or "", reading)
+            self.readers.end(tab_of(request), reading)
         session = replace(session, conversation=conv.id)
         self.shown.show(request, conv.id)
         yield stop_textbox(), self.chatbot(conv), session.to_value()
 
     def stop_reading(self, request: gr.Request) -> None:
         """Stop: the tab's message stops being read (the ingest event then puts the composer back)."""
-        self.readers.stop(request.session_hash or "")
+        self.readers.stop(tab_of(request))
 
     def answer(self, stored: Any, request: gr.Request | None, *settings_values: Any) -> Iterator[gr.Chatbot]:
         """Start the answer to the open conversation's last message on the server and follow it (engine

@@ -27,7 +27,7 @@ class ShownConversations:
 
     def show(self, request: gr.Request | None, conversation_id: str) -> None:
         """The tab now shows `conversation_id` ('' = a new, empty conversation)."""
-        tab = _tab(request)
+        tab = tab_of(request)
         if not tab:
             return
         with self._lock:
@@ -37,7 +37,7 @@ class ShownConversations:
                 self._shown.popitem(last=False)
 
     def shows(self, request: gr.Request | None, conversation_id: str) -> bool:
-        tab = _tab(request)
+        tab = tab_of(request)
         with self._lock:
             return tab not in self._shown or self._shown[tab] == conversation_id
 
@@ -45,5 +45,6 @@ class ShownConversations:
         return len(self._shown)
 
 
-def _tab(request: gr.Request | None) -> str:
+def tab_of(request: gr.Request | None) -> str:
+    """The tab a request comes from: Gradio's session hash, one per page load ('' = none)."""
     return (getattr(request, "session_hash", None) or "") if request is not None else ""
