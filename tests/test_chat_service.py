@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import gradio as gr
 import pytest
 from app_harness import app_settings
 
@@ -174,6 +175,22 @@ def test_a_retry_left_waiting_with_no_answer_running_is_put_back_when_read(
     assert service.settled(OWNER, conv.id).messages[-1].finish is None  # its answer is running
     engine.release.set()
     list(stream)
+
+
+def test_switching_to_a_conversation_whose_retry_never_started_shows_the_answer_before_it(
+    service: ChatService,
+) -> None:
+    """Its retry was queued when the page opened another conversation (which cancels it): opening it again
+    shows the answer it had, not an empty one nothing will write."""
+    owner = new_owner()
+    conv = start_answer(add_user_message(new_conversation(owner, ChatSettings()), "Hi there"))
+    conv = finish_answer(append_answer(conv, "The first answer"), Finished("stop", 10, 3))
+    service.store.put(retry(conv))
+    handlers = ChatHandlers(service, examples=[], owners=Owners(service.settings.login_secret))
+    view = handlers.switch({"owner": owner, "conversation": ""}, conv.id)
+    chatbot = next(value for value in view if isinstance(value, gr.Chatbot))
+    assert chatbot.value[-1]["content"] == [{"text": "The first answer", "type": "text"}]
+    assert service.store.get(owner, conv.id).messages[-1].finish == "stop"
 
 
 def test_image_placeholders_typed_by_a_user_are_removed() -> None:

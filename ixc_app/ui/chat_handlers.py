@@ -138,7 +138,7 @@ class ChatHandlers:
         self, stored: Any, conversation_id: str | None, request: gr.Request | None = None
     ) -> tuple[Any, ...]:
         session = self.session(stored, request)
-        conv = self.service.store.get(session.owner, conversation_id) if conversation_id else None
+        conv = self.service.settled(session.owner, conversation_id) if conversation_id else None
         return self._view(replace(session, conversation=conv.id if conv else ""), conv, request)
 
     def rename(self, stored: Any, title: str, request: gr.Request | None = None) -> gr.Radio:
