@@ -92,11 +92,20 @@ def loaded(page: Any) -> None:
     listing.get_by_text(EMPTY_LIST).or_(listing.locator("label")).first.wait_for()
 
 
-def set_max_new_tokens(page: Any, value: int) -> None:
+def open_settings(page: Any) -> Any:
+    """Open the generation settings and return the max-new-tokens box, once the boxes show their values:
+    they are drawn when the accordion opens and take their values after, so typing earlier is lost (a
+    1024-token answer then outlasts a test's wait)."""
     settings = page.locator("#generation-settings")
     box = settings.get_by_label("number input for Max new tokens")
     if not box.is_visible():
         settings.get_by_text("Generation settings").click()
+    wait_until(lambda: box.input_value() != "", "the settings show their values")
+    return box
+
+
+def set_max_new_tokens(page: Any, value: int) -> None:
+    box = open_settings(page)
     box.fill(str(value))
     box.press("Enter")
 

@@ -18,6 +18,7 @@ from test_browser import (
     composer_ready,
     last_answer,
     open_app,
+    open_settings,
     send,
     set_max_new_tokens,
     shot,
@@ -38,12 +39,6 @@ def max_new_tokens(page: Any) -> str:
 
 def system_prompt(page: Any) -> str:
     return page.locator("#meta-instruction textarea").input_value()
-
-
-def open_settings(page: Any) -> None:
-    settings = page.locator("#generation-settings")
-    if not settings.get_by_label("number input for Max new tokens").is_visible():
-        settings.get_by_text("Generation settings").click()
 
 
 def set_system_prompt(page: Any, text: str) -> None:
