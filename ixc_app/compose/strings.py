@@ -155,3 +155,7 @@ STRINGS: dict[str, str] = {
 
 def say(key: str, **values: object) -> str:
     return STRINGS[key].format(**values)
+
+
+STRINGS_ZH: dict[str, str] = {}
+"""The Chinese of every `STRINGS` entry, by the same key and with the same `{placeholders}`."""

@@ -22,6 +22,7 @@ from ixc_app.ui.compose_handlers import ComposeHandlers
 from ixc_app.ui.compose_layout import composer_tab
 from ixc_app.ui.examples import chat_examples
 from ixc_app.ui.identity import Owners
+from ixc_app.ui.language import wire_language
 from ixc_app.ui.launch import launch
 from ixc_app.ui.layout import chat_tab, header
 from ixc_app.ui.samples import ensure_samples, samples_folder
@@ -51,7 +52,7 @@ def build_app(services: Services) -> gr.Blocks:
     handlers = ChatHandlers(service, examples, owners)
     services.store.add_deletion_listener(forget_served_copy)
     with gr.Blocks(title="IXC-2.5 Studio", delete_cache=UPLOAD_CACHE_SWEEP, analytics_enabled=False) as demo:
-        header(capabilities.is_demo_model, hf_oauth=settings.hf_oauth)
+        switch = header(capabilities.is_demo_model, hf_oauth=settings.hf_oauth)
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
                 view = chat_tab(settings, service.default_settings(), examples)
@@ -59,6 +60,7 @@ def build_app(services: Services) -> gr.Blocks:
             compose_view = composer_tab(
                 composer.default_settings(), settings.limits.max_new_tokens, composer.planner.engine_notes()
             )
+        wire_language(demo, switch)
         wire_chat(demo, view, handlers, ChatApi(service, owners), capabilities.max_concurrency)
         wire_transfer(view, TransferHandlers(handlers))
         compose_handlers = ComposeHandlers(composer, owners)

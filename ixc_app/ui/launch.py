@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ixc_app.config import LOGIN_SECRET_FILE_NAME, SECRET_FILE_NAME, Limits, Settings
 from ixc_app.logins import load_accounts
 from ixc_app.serve.limits import BodySizeLimit
+from ixc_app.ui.language import static_values, translations
 from ixc_app.ui.samples import samples_folder
 from ixc_app.ui.style import FAVICON, STYLESHEET, THEME, logo_css
 
@@ -64,6 +65,7 @@ def launch(
         show_error=False,
         quiet=True,
         footer_links=["api"],
+        i18n=translations(static_values(settings.limits)),
         max_file_size=settings.limits.max_upload_bytes,
         state_session_capacity=SESSION_CAPACITY,
         allowed_paths=[str(settings.media_dir), str(samples_folder(settings.data_dir))],

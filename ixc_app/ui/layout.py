@@ -16,6 +16,7 @@ from ixc_app.config import Settings
 from ixc_app.media.validate import TEXT_EXTENSIONS
 from ixc_app.ui.drawer import conversation_drawer
 from ixc_app.ui.examples import Example
+from ixc_app.ui.language import language_switch
 from ixc_app.ui.settings_form import (
     MAX_HD_NUM,
     MAX_REPETITION_PENALTY,
@@ -105,19 +106,22 @@ class ChatView:
         ]
 
 
-def header(is_demo_model: bool, *, hf_oauth: bool = False) -> None:
-    """The title, on a Space with Hugging Face OAuth the sign-in button (a signed-in user's history follows
-    them to any browser), and for the random-weight demo model a banner that stays on every tab."""
+def header(is_demo_model: bool, *, hf_oauth: bool = False) -> gr.Radio:
+    """The title, the language switch (returned, for its wiring), on a Space with Hugging Face OAuth the
+    sign-in button (a signed-in user's history follows them to any browser), and for the random-weight demo
+    model a banner that stays on every tab."""
     with gr.Row(elem_classes="app-header"):
         gr.Markdown(
             "# IXC-2.5 Studio\n"
             "Ask InternLM-XComposer-2.5 about several high-resolution images or a video, over as many turns "
             "as you like."
         )
+        switch = language_switch()
         if hf_oauth:
             gr.LoginButton(size="sm", scale=0, min_width=200, elem_id="login")
     if is_demo_model:
         gr.Markdown(demo_banner_text(), elem_id="demo-banner")
+    return switch
 
 
 def demo_banner_text() -> str:

@@ -1,0 +1,7 @@
+"""The Chinese for the sentences the server says about the media (`ixc_app.i18n.tr`): English template ->
+Chinese template, with the same `{placeholders}`. `tests/test_i18n.py` checks that
+every `tr` call has its entry."""
+
+from __future__ import annotations
+
+MEDIA_ZH: dict[str, str] = {}
