@@ -37,10 +37,12 @@ _APPLY = (
 )
 CHOOSE_JS = (
     f"async (language) => {{ {_APPLY}"
-    f" document.cookie = `{LANGUAGE_COOKIE}=${{language}}; path=/; max-age=31536000; SameSite=Lax`;"
+    " const where = location.protocol === 'https:' ? 'SameSite=None; Secure; Partitioned' : 'SameSite=Lax';"
+    f" document.cookie = `{LANGUAGE_COOKIE}=${{language}}; path=/; max-age=31536000; ${{where}}`;"
     " await ixcApplyLanguage(language); return language; }"
 )
-"""The switch's `input` event: remember the choice, then translate the page in place."""
+"""The switch's `input` event: remember the choice, then translate the page in place. Over HTTPS the cookie is
+one a third-party frame keeps too (a Space shows the app in an iframe of huggingface.co)."""
 LOAD_JS = (
     f"async () => {{ {_APPLY}"
     f" const chosen = (document.cookie.match(/(?:^|; ){LANGUAGE_COOKIE}=(\\w+)/) || [])[1];"
@@ -69,12 +71,14 @@ def static_values(limits: Limits) -> dict[str, object]:
 
 
 def translations(values: Mapping[str, object]) -> gr.I18n:
-    """Every static text in both languages, `values` (the limits a hint names) filled in where a text asks."""
+    """Every static text in both languages, `values` (the limits a hint names) filled in where a text asks.
+    The composer's `ui.` strings are the composer's own (`compose.strings`), some filled in by it later, so
+    they go as they are."""
+    labels = {key: (en.format_map(values), zh.format_map(values)) for key, (en, zh) in LABELS.items()}
     compose = {key: (text, STRINGS_ZH[key]) for key, text in STRINGS.items() if key.startswith("ui.")}
-    texts = {**LABELS, **compose}
+    texts = {**labels, **compose}
     return gr.I18n(
-        en={key: en.format_map(values) for key, (en, _zh) in texts.items()},
-        zh={key: zh.format_map(values) for key, (_en, zh) in texts.items()},
+        en={key: en for key, (en, _zh) in texts.items()}, zh={key: zh for key, (_en, zh) in texts.items()}
     )
 
 
@@ -90,6 +94,7 @@ def language_switch() -> gr.Radio:
     return gr.Radio(
         [(name, code) for code, name in LANGUAGES.items()],
         value=None,
+        label=word("app.language"),
         show_label=False,
         container=False,
         scale=0,
