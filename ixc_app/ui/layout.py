@@ -155,55 +155,39 @@ def setting_fields(
     params = defaults.params
     row: Callable[[], Any] = gr.Row if shown else contextlib.nullcontext
 
-    def elem_id(name: str) -> str | None:
-        return name if shown else None
+    def slider(low: float, high: float, value: float, step: float, label: Any, info: Any) -> gr.Slider:
+        return gr.Slider(
+            low, high, value=value, step=step, label=text(label), info=text(info),
+            visible=shown,
+        )  # fmt: skip
 
     with row():
-        max_new_tokens = gr.Slider(
+        max_new_tokens = slider(
             1,
             settings.limits.max_new_tokens,
-            value=min(params.max_new_tokens, settings.limits.max_new_tokens),
-            step=1,
-            label=text(word("settings.max_new_tokens")),
-            info=text(word("settings.max_new_tokens.info")),
-            visible=shown,
+            min(params.max_new_tokens, settings.limits.max_new_tokens),
+            1,
+            word("settings.max_new_tokens"),
+            word("settings.max_new_tokens.info"),
         )
-        temperature = gr.Slider(
+        temperature = slider(
             0.0,
             MAX_TEMPERATURE,
-            value=params.temperature,
-            step=0.05,
-            label=text(word("settings.temperature")),
-            info=text(word("settings.temperature.info")),
-            visible=shown,
-        )
-        top_p = gr.Slider(
+            params.temperature,
             0.05,
-            1.0,
-            value=params.top_p,
-            step=0.05,
-            label=text(word("settings.top_p")),
-            info=text(word("settings.top_p.info")),
-            visible=shown,
+            word("settings.temperature"),
+            word("settings.temperature.info"),
         )
+        top_p = slider(0.05, 1.0, params.top_p, 0.05, word("settings.top_p"), word("settings.top_p.info"))
     with row():
-        top_k = gr.Slider(
-            0,
-            MAX_TOP_K,
-            value=params.top_k,
-            step=1,
-            label=text(word("settings.top_k")),
-            info=text(word("settings.top_k.info")),
-            visible=shown,
-        )
-        repetition_penalty = gr.Slider(
+        top_k = slider(0, MAX_TOP_K, params.top_k, 1, word("settings.top_k"), word("settings.top_k.info"))
+        repetition_penalty = slider(
             1.0,
             MAX_REPETITION_PENALTY,
-            value=params.repetition_penalty,
-            step=0.005,
-            label=text(word("settings.repetition_penalty")),
-            info=text(word("settings.repetition_penalty.info")),
-            visible=shown,
+            params.repetition_penalty,
+            0.005,
+            word("settings.repetition_penalty"),
+            word("settings.repetition_penalty.info"),
         )
         seed = gr.Number(
             value=-1 if params.seed is None else params.seed,
@@ -220,23 +204,21 @@ def setting_fields(
             scale=2,
             visible=shown,
         )
-        hd_num_single = gr.Slider(
+        hd_num_single = slider(
             1,
             MAX_HD_NUM,
-            value=defaults.hd_num_single,
-            step=1,
-            label=text(word("settings.hd_num_single")),
-            info=text(word("settings.hd_num_single.info")),
-            visible=shown,
+            defaults.hd_num_single,
+            1,
+            word("settings.hd_num_single"),
+            word("settings.hd_num_single.info"),
         )
-        hd_num_multi = gr.Slider(
+        hd_num_multi = slider(
             1,
             MAX_HD_NUM,
-            value=defaults.hd_num_multi,
-            step=1,
-            label=text(word("settings.hd_num_multi")),
-            info=text(word("settings.hd_num_multi.info")),
-            visible=shown,
+            defaults.hd_num_multi,
+            1,
+            word("settings.hd_num_multi"),
+            word("settings.hd_num_multi.info"),
         )
     use_meta = gr.Checkbox(
         value=defaults.use_meta,
@@ -250,7 +232,7 @@ def setting_fields(
         info=text(word("settings.meta_instruction.info")),
         lines=4,
         max_lines=12,
-        elem_id=elem_id("meta-instruction"),
+        elem_id="meta-instruction" if shown else None,
         visible=shown,
     )
     return SettingsPanel(
