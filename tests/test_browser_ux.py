@@ -26,7 +26,7 @@ from test_browser import (
 )
 from test_chat_browser import media_shown, toast
 
-from ixc_app.ui.chat_handlers import STOPPED
+from ixc_app.ui.chat_handlers import stopped
 
 pytestmark = pytest.mark.browser
 
@@ -235,7 +235,7 @@ def test_stop_while_a_video_is_processed_keeps_nothing_and_gives_the_text_back(
     page.get_by_test_id("user").get_by_text("Processing never.mp4 … decoding frame 2/6").wait_for()
 
     page.locator("#composer button.stop-button").click()
-    toast(page, STOPPED)
+    toast(page, stopped())
     wait_until(lambda: composer_ready(page), "the composer is unlocked")
     page.wait_for_timeout(500)  # the toast fades in, for the screenshot
     shot(page, "ux-6-video-stopped", full_page=False)

@@ -20,11 +20,12 @@ from collections.abc import Callable, Iterator
 
 from ixc_app.i18n.zh_chat import CHAT_ZH
 from ixc_app.i18n.zh_media import MEDIA_ZH
+from ixc_app.i18n.zh_ui import UI_ZH
 
 LANGUAGES: dict[str, str] = {"en": "English", "zh": "中文"}
 """Language code -> its own name, as the switch shows it."""
 DEFAULT_LANGUAGE = "en"
-CATALOGUES: dict[str, dict[str, str]] = {"zh": {**CHAT_ZH, **MEDIA_ZH}}
+CATALOGUES: dict[str, dict[str, str]] = {"zh": {**CHAT_ZH, **MEDIA_ZH, **UI_ZH}}
 """Language -> English template -> its translation (same placeholders). English needs no catalogue."""
 
 _spoken: contextvars.ContextVar[str | None] = contextvars.ContextVar("ixc_language", default=None)

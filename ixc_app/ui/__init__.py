@@ -22,7 +22,7 @@ from ixc_app.ui.compose_handlers import ComposeHandlers
 from ixc_app.ui.compose_layout import composer_tab
 from ixc_app.ui.examples import chat_examples
 from ixc_app.ui.identity import Owners
-from ixc_app.ui.language import wire_language
+from ixc_app.ui.language import wire_language, word
 from ixc_app.ui.launch import launch
 from ixc_app.ui.layout import chat_tab, header
 from ixc_app.ui.samples import ensure_samples, samples_folder
@@ -54,7 +54,7 @@ def build_app(services: Services) -> gr.Blocks:
     with gr.Blocks(title="IXC-2.5 Studio", delete_cache=UPLOAD_CACHE_SWEEP, analytics_enabled=False) as demo:
         switch = header(capabilities.is_demo_model, hf_oauth=settings.hf_oauth)
         with gr.Tabs():
-            with gr.Tab("Chat", id="chat"):
+            with gr.Tab(word("app.tab_chat"), id="chat"):
                 view = chat_tab(settings, service.default_settings(), examples)
             composer = services.compose
             compose_view = composer_tab(

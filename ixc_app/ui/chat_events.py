@@ -147,7 +147,7 @@ def wire_chat(
     ports = view.api
     ports.trigger.click(
         api.chat,
-        [ports.message, ports.files, ports.conversation_in, *settings],
+        [ports.message, ports.files, ports.conversation_in, *ports.settings.components],
         [ports.answer, ports.conversation_out],
         api_name="chat",
         api_description=API_DESCRIPTION,

@@ -30,25 +30,37 @@ from ixc_app.chat import (
 from ixc_app.chat.display import pending_message
 from ixc_app.chat.ingest import with_text_files
 from ixc_app.chat.service import ChatService, Draft, user_text
+from ixc_app.i18n import tr
 from ixc_app.ui.errors import user_errors
 from ixc_app.ui.examples import Example
 from ixc_app.ui.follow import follow_answer
 from ixc_app.ui.identity import BrowserSession, Owners
+from ixc_app.ui.language import word
 from ixc_app.ui.sending import FileState, Readers, StoppedByUser
 from ixc_app.ui.settings_form import by_name, form_values, settings_from_form
 from ixc_app.ui.tabs import ShownConversations, tab_of
 from ixc_app.ui.textbox import busy_textbox, locked_textbox, stop_textbox, unlocked_textbox
 
-STOPPED = "Stopped: the message was not sent and none of its files were kept; its text is back in the box."
-LEFT = "Another conversation was opened while the message's files were read, so it was not sent."
+
+def stopped() -> str:
+    return tr(
+        "Stopped: the message was not sent and none of its files were kept; its text is back in the box."
+    )
+
+
+def left() -> str:
+    return tr("Another conversation was opened while the message's files were read, so it was not sent.")
 
 
 def _dropped_notice(prepared: PreparedRequest) -> None:
     if prepared.dropped_messages:
         gr.Warning(
-            f"The {prepared.dropped_messages} oldest messages were left out of this answer to fit the "
-            "context budget; start a new conversation to use the full budget again.",
-            title="Context budget",
+            tr(
+                "The {count} oldest messages were left out of this answer to fit the context budget; start a "
+                "new conversation to use the full budget again.",
+                count=prepared.dropped_messages,
+            ),
+            title=tr("Context budget"),
         )
 
 
@@ -91,7 +103,7 @@ class ChatHandlers:
         return gr.Radio(
             choices=[(s.title, s.id) for s in summaries],
             value=session.conversation or None,
-            info=None if summaries else "Your conversations will be listed here.",
+            info=None if summaries else word("chat.list_empty"),
         )
 
     def _view(
@@ -158,7 +170,7 @@ class ChatHandlers:
         session = self.session(stored, request)
         if session.conversation:
             self.service.delete(session.owner, session.conversation)
-            gr.Info("The conversation was deleted.")
+            gr.Info(tr("The conversation was deleted."))
         return self._view(replace(session, conversation=""), None, request)
 
     def remember_settings(self, stored: Any, request: gr.Request | None, *settings_values: Any) -> None:
@@ -174,7 +186,7 @@ class ChatHandlers:
         """The clicked example, by its index in our own list (file paths sent by the browser are not used)."""
         index = select.index if isinstance(select.index, int) else -1
         if not 0 <= index < len(self.examples):
-            raise gr.Error("That example does not exist; reload the page.", print_exception=False)
+            raise gr.Error(tr("That example does not exist; reload the page."), print_exception=False)
         example = self.examples[index]
         return {"text": example.text, "files": [str(p) for p in example.files]}
 
@@ -214,7 +226,7 @@ class ChatHandlers:
 
         def still_shown() -> None:
             if not here():
-                raise gr.Error(LEFT, visible=False, print_exception=False)
+                raise gr.Error(left(), visible=False, print_exception=False)
 
         try:
             yield stop_textbox(), pending(reading.states), gr.skip()
@@ -227,8 +239,8 @@ class ChatHandlers:
                 try:
                     media = reading.result()
                 except StoppedByUser as exc:
-                    gr.Info(STOPPED)  # not an error: failing silently only keeps the answer from following
-                    raise gr.Error(STOPPED, visible=False, print_exception=False) from exc
+                    gr.Info(stopped())  # not an error: failing silently only keeps the answer from following
+                    raise gr.Error(stopped(), visible=False, print_exception=False) from exc
                 conv, _ = self.service.add_message(conv, draft.text, media)
         except Exception:
             if here():

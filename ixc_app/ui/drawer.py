@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import gradio as gr
 
+from ixc_app.ui.language import word
+
 DRAWER_ID = "conversation-drawer"
 NARROW_MAX_PX = 768
 """Gradio's own breakpoint: below it an open sidebar covers the whole width."""
@@ -28,7 +30,7 @@ FOLD_ON_NARROW_SCREENS = f"""
 
 
 def conversation_drawer() -> gr.Sidebar:
-    return gr.Sidebar(label="Conversations", open=True, width=280, elem_id=DRAWER_ID)
+    return gr.Sidebar(label=word("chat.conversations"), open=True, width=280, elem_id=DRAWER_ID)
 
 
 def wire_drawer(demo: gr.Blocks, closers: list[gr.Button | gr.Radio]) -> None:

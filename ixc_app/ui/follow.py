@@ -18,6 +18,7 @@ from gradio.events import Dependency
 
 from ixc_app.chat import Conversation
 from ixc_app.chat.answers import AnswerTask
+from ixc_app.i18n import tr
 from ixc_app.ui.identity import BrowserSession, MissingSession
 from ixc_app.ui.textbox import locked_textbox, unlocked_textbox
 
@@ -100,8 +101,10 @@ class AnswerFollower:
         if recovered is not None and owner not in self._told:
             self._told.add(owner)
             gr.Warning(
-                "The saved conversations could not be read when the app started, so it started with an "
-                "empty history; the damaged copy was kept on the server for its operator."
+                tr(
+                    "The saved conversations could not be read when the app started, so it started with an "
+                    "empty history; the damaged copy was kept on the server for its operator."
+                )
             )
 
 

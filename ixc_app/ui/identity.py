@@ -28,6 +28,8 @@ from typing import Any
 
 import gradio as gr
 
+from ixc_app.i18n import tr
+
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 HANDLE_SEPARATOR = "."
 LOGIN_OWNER_LENGTH = 43
@@ -40,7 +42,7 @@ class UnknownHandle(ValueError):
 
 class MissingSession(ValueError):
     def __init__(self) -> None:
-        super().__init__("This page has lost its session; reload it to carry on.")
+        super().__init__(tr("This page has lost its session; reload it to carry on."))
 
 
 def new_owner() -> str:
@@ -100,8 +102,10 @@ def parse_handle(handle: str) -> tuple[str, str]:
     owner, _, conversation_id = handle.strip().partition(HANDLE_SEPARATOR)
     if not (is_token(owner) and is_token(conversation_id)):
         raise UnknownHandle(
-            "That conversation id is not one this app returned; pass the id from an earlier answer, "
-            "or an empty string to start a new conversation."
+            tr(
+                "That conversation id is not one this app returned; pass the id from an earlier answer, "
+                "or an empty string to start a new conversation."
+            )
         )
     return owner, conversation_id
 
@@ -166,5 +170,5 @@ class Owners:
         """(owner, id) of a handle an earlier call returned; a login owner's only for that user."""
         owner, item = parse_handle(handle)
         if is_login_owner(owner) and owner != self.login(request):
-            raise UnknownHandle("That id was returned to another login; log in as its user to use it.")
+            raise UnknownHandle(tr("That id was returned to another login; log in as its user to use it."))
         return owner, item

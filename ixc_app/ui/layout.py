@@ -6,6 +6,8 @@ reads like a list of events and the layout like a page.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,10 +15,11 @@ import gradio as gr
 
 from ixc_app.chat import ChatSettings
 from ixc_app.config import Settings
+from ixc_app.i18n.labels import LABELS
 from ixc_app.media.validate import TEXT_EXTENSIONS
 from ixc_app.ui.drawer import conversation_drawer
 from ixc_app.ui.examples import Example
-from ixc_app.ui.language import language_switch
+from ixc_app.ui.language import language_switch, word
 from ixc_app.ui.settings_form import (
     MAX_HD_NUM,
     MAX_REPETITION_PENALTY,
@@ -34,11 +37,25 @@ LATEX_DELIMITERS = [
     {"left": "\\[", "right": "\\]", "display": True},
     {"left": "\\(", "right": "\\)", "display": False},
 ]
-IMAGE_MODES = [
-    ("Auto: full for one image, less for several", "auto"),
-    ("Full for every image", "single"),
-    ("Less for every image", "multi"),
-]
+Text = Callable[[gr.i18n.I18nData], Any]
+"""How a component shows a static text (`ui.language.word`): the marker the page translates, or English."""
+
+
+def translated(marker: gr.i18n.I18nData) -> gr.i18n.I18nData:
+    return marker
+
+
+def english(marker: gr.i18n.I18nData) -> str:
+    """The English of a static text, for a label that names an API parameter (API docs are not translated)."""
+    return LABELS[marker.key][0]
+
+
+def image_modes(text: Text = translated) -> list[tuple[Any, str]]:
+    return [
+        (text(word("settings.image_mode.auto")), "auto"),
+        (text(word("settings.image_mode.single")), "single"),
+        (text(word("settings.image_mode.multi")), "multi"),
+    ]
 
 
 @dataclass(frozen=True)
@@ -65,7 +82,8 @@ class SettingsPanel:
 
 @dataclass(frozen=True)
 class ApiPorts:
-    """Hidden components that give the `/chat` endpoint typed, documented parameters and results."""
+    """Hidden components that give the `/chat` endpoint typed, documented parameters and results; the
+    settings are a hidden copy of the panel (same ranges and defaults), in English for the API docs."""
 
     trigger: gr.Button
     message: gr.Textbox
@@ -73,6 +91,7 @@ class ApiPorts:
     conversation_in: gr.Textbox
     answer: gr.Textbox
     conversation_out: gr.Textbox
+    settings: SettingsPanel
 
 
 @dataclass(frozen=True)
@@ -111,101 +130,111 @@ def header(is_demo_model: bool, *, hf_oauth: bool = False) -> gr.Radio:
     sign-in button (a signed-in user's history follows them to any browser), and for the random-weight demo
     model a banner that stays on every tab."""
     with gr.Row(elem_classes="app-header"):
-        gr.Markdown(
-            "# IXC-2.5 Studio\n"
-            "Ask InternLM-XComposer-2.5 about several high-resolution images or a video, over as many turns "
-            "as you like."
-        )
+        gr.Markdown(word("app.header"))
         switch = language_switch()
         if hf_oauth:
             gr.LoginButton(size="sm", scale=0, min_width=200, elem_id="login")
     if is_demo_model:
-        gr.Markdown(demo_banner_text(), elem_id="demo-banner")
+        # The same sentence for every visitor: why the demo model runs (it may name server paths) is logged
+        # at startup, not shown in the page.
+        gr.Markdown(word("app.demo_banner"), elem_id="demo-banner")
     return switch
-
-
-def demo_banner_text() -> str:
-    """The same sentence for every visitor: why the demo model runs (it may name server paths) is logged at
-    startup, not shown in the page."""
-    return (
-        "**Demo model: answers are random noise.**\n\nThe app is running a tiny random-weight checkpoint "
-        "(the server log says why). To chat with the real model, download "
-        "`internlm/internlm-xcomposer2d5-7b` and start the app with `python app.py --model PATH` "
-        "(or set `IXC_MODEL=PATH`)."
-    )
 
 
 def settings_panel(settings: Settings, defaults: ChatSettings) -> SettingsPanel:
     """Sampling on the first rows, image detail below; the conversation keeps what was used for it."""
+    with gr.Accordion(word("settings.title"), open=False, elem_id="generation-settings"):
+        return setting_fields(settings, defaults)
+
+
+def setting_fields(
+    settings: Settings, defaults: ChatSettings, text: Text = translated, *, shown: bool = True
+) -> SettingsPanel:
+    """The settings' components, their texts shown by `text`; `shown=False`: the API's hidden copy (no rows,
+    no element ids of the page's)."""
     params = defaults.params
-    with gr.Accordion("Generation settings", open=False, elem_id="generation-settings"):
-        with gr.Row():
-            max_new_tokens = gr.Slider(
-                1,
-                settings.limits.max_new_tokens,
-                value=min(params.max_new_tokens, settings.limits.max_new_tokens),
-                step=1,
-                label="Max new tokens",
-                info="The longest answer, in tokens.",
-            )
-            temperature = gr.Slider(
-                0.0,
-                MAX_TEMPERATURE,
-                value=params.temperature,
-                step=0.05,
-                label="Temperature",
-                info="0 always picks the likeliest token.",
-            )
-            top_p = gr.Slider(
-                0.05, 1.0, value=params.top_p, step=0.05, label="Top-p", info="Nucleus sampling."
-            )
-        with gr.Row():
-            top_k = gr.Slider(0, MAX_TOP_K, value=params.top_k, step=1, label="Top-k", info="0 = no limit.")
-            repetition_penalty = gr.Slider(
-                1.0,
-                MAX_REPETITION_PENALTY,
-                value=params.repetition_penalty,
-                step=0.005,
-                label="Repetition penalty",
-                info="1 = none.",
-            )
-            seed = gr.Number(
-                value=-1 if params.seed is None else params.seed,
-                precision=0,
-                label="Seed",
-                info="-1 = a new random seed for every answer.",
-            )
-        with gr.Row():
-            image_mode = gr.Radio(IMAGE_MODES, value=defaults.image_mode, label="Image detail", scale=2)
-            hd_num_single = gr.Slider(
-                1,
-                MAX_HD_NUM,
-                value=defaults.hd_num_single,
-                step=1,
-                label="Crops, full detail",
-                info="hd_num of an image shown in full detail.",
-            )
-            hd_num_multi = gr.Slider(
-                1,
-                MAX_HD_NUM,
-                value=defaults.hd_num_multi,
-                step=1,
-                label="Crops, less detail",
-                info="hd_num of each image when detail is lowered.",
-            )
-        use_meta = gr.Checkbox(
-            value=defaults.use_meta,
-            label="Use the system prompt (meta instruction)",
-            info="The model's own introduction, sent before the conversation.",
+    row: Callable[[], Any] = gr.Row if shown else contextlib.nullcontext
+
+    def slider(low: float, high: float, value: float, step: float, label: Any, info: Any) -> gr.Slider:
+        return gr.Slider(
+            low, high, value=value, step=step, label=text(label), info=text(info),
+            visible=shown,
+        )  # fmt: skip
+
+    with row():
+        max_new_tokens = slider(
+            1,
+            settings.limits.max_new_tokens,
+            min(params.max_new_tokens, settings.limits.max_new_tokens),
+            1,
+            word("settings.max_new_tokens"),
+            word("settings.max_new_tokens.info"),
         )
-        meta_instruction = gr.Textbox(
-            value=by_name(form_values(defaults))["meta_instruction"],
-            label="System prompt",
-            info="Edit it to give this conversation your own instructions; empty it to restore the model's.",
-            lines=4,
-            max_lines=12,
-            elem_id="meta-instruction",
+        temperature = slider(
+            0.0,
+            MAX_TEMPERATURE,
+            params.temperature,
+            0.05,
+            word("settings.temperature"),
+            word("settings.temperature.info"),
         )
+        top_p = slider(0.05, 1.0, params.top_p, 0.05, word("settings.top_p"), word("settings.top_p.info"))
+    with row():
+        top_k = slider(0, MAX_TOP_K, params.top_k, 1, word("settings.top_k"), word("settings.top_k.info"))
+        repetition_penalty = slider(
+            1.0,
+            MAX_REPETITION_PENALTY,
+            params.repetition_penalty,
+            0.005,
+            word("settings.repetition_penalty"),
+            word("settings.repetition_penalty.info"),
+        )
+        seed = gr.Number(
+            value=-1 if params.seed is None else params.seed,
+            precision=0,
+            label=text(word("settings.seed")),
+            info=text(word("settings.seed.info")),
+            visible=shown,
+        )
+    with row():
+        image_mode = gr.Radio(
+            image_modes(text),
+            value=defaults.image_mode,
+            label=text(word("settings.image_mode")),
+            scale=2,
+            visible=shown,
+        )
+        hd_num_single = slider(
+            1,
+            MAX_HD_NUM,
+            defaults.hd_num_single,
+            1,
+            word("settings.hd_num_single"),
+            word("settings.hd_num_single.info"),
+        )
+        hd_num_multi = slider(
+            1,
+            MAX_HD_NUM,
+            defaults.hd_num_multi,
+            1,
+            word("settings.hd_num_multi"),
+            word("settings.hd_num_multi.info"),
+        )
+    use_meta = gr.Checkbox(
+        value=defaults.use_meta,
+        label=text(word("settings.use_meta")),
+        info=text(word("settings.use_meta.info")),
+        visible=shown,
+    )
+    meta_instruction = gr.Textbox(
+        value=by_name(form_values(defaults))["meta_instruction"],
+        label=text(word("settings.meta_instruction")),
+        info=text(word("settings.meta_instruction.info")),
+        lines=4,
+        max_lines=12,
+        elem_id="meta-instruction" if shown else None,
+        visible=shown,
+    )
     return SettingsPanel(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
@@ -221,7 +250,7 @@ def settings_panel(settings: Settings, defaults: ChatSettings) -> SettingsPanel:
     )
 
 
-def api_ports() -> ApiPorts:
+def api_ports(settings: Settings, defaults: ChatSettings) -> ApiPorts:
     with gr.Group(visible=False):
         return ApiPorts(
             trigger=gr.Button("chat", visible=False),
@@ -230,6 +259,7 @@ def api_ports() -> ApiPorts:
             conversation_in=gr.Textbox(label="conversation_id", visible=False),
             answer=gr.Textbox(label="answer", visible=False),
             conversation_out=gr.Textbox(label="conversation_id", visible=False),
+            settings=setting_fields(settings, defaults, english, shown=False),
         )
 
 
@@ -237,24 +267,29 @@ def chat_tab(settings: Settings, defaults: ChatSettings, examples: list[Example]
     browser = gr.BrowserState(None, storage_key="ixc-studio-session", secret=settings.secret)
     with gr.Row(equal_height=False):
         with conversation_drawer():
-            new_chat = gr.Button("New conversation", variant="primary", elem_id="new-conversation")
+            new_chat = gr.Button(word("chat.new"), variant="primary", elem_id="new-conversation")
             conversations = gr.Radio(
-                [], label="Conversations", elem_classes="conversation-list", elem_id="conversation-list"
+                [],
+                label=word("chat.conversations"),
+                elem_classes="conversation-list",
+                elem_id="conversation-list",
             )
-            with gr.Accordion("Rename or delete", open=False, elem_id="manage-conversation"):
-                title = gr.Textbox(label="Name", max_lines=1, elem_id="conversation-title")
+            with gr.Accordion(word("chat.manage"), open=False, elem_id="manage-conversation"):
+                title = gr.Textbox(label=word("chat.name"), max_lines=1, elem_id="conversation-title")
                 with gr.Row():
-                    rename = gr.Button("Rename", size="sm", elem_id="rename-conversation")
-                    delete = gr.Button("Delete", size="sm", variant="stop", elem_id="delete-conversation")
+                    rename = gr.Button(word("chat.rename"), size="sm", elem_id="rename-conversation")
+                    delete = gr.Button(
+                        word("chat.delete"), size="sm", variant="stop", elem_id="delete-conversation"
+                    )
                 with gr.Column(visible=False, elem_id="confirm-delete") as confirm_delete:
-                    gr.Markdown("Delete this conversation and its pictures? This cannot be undone.")
+                    gr.Markdown(word("chat.confirm_delete"))
                     with gr.Row():
-                        delete_for_good = gr.Button("Delete for good", size="sm", variant="stop")
-                        keep = gr.Button("Keep it", size="sm")
+                        delete_for_good = gr.Button(word("chat.delete_for_good"), size="sm", variant="stop")
+                        keep = gr.Button(word("chat.keep"), size="sm")
             transfer = transfer_buttons()
         with gr.Column(scale=4, elem_classes="chat-column"):
             chatbot = gr.Chatbot(
-                label="Conversation",
+                label=word("chat.conversation"),
                 show_label=False,
                 height="68vh",
                 editable="user",
@@ -263,13 +298,13 @@ def chat_tab(settings: Settings, defaults: ChatSettings, examples: list[Example]
                 group_consecutive_messages=False,
                 buttons=["copy", "copy_all"],
                 latex_delimiters=LATEX_DELIMITERS,
-                placeholder="**Attach images or a video and ask about them.** Or start from an example:",
+                placeholder=word("chat.placeholder"),
                 examples=[example.message() for example in examples],
                 elem_id="chatbot",
             )
             textbox = gr.MultimodalTextbox(
                 show_label=False,
-                placeholder="Ask about your images or video…",
+                placeholder=word("chat.composer"),
                 file_types=["image", "video", *sorted(TEXT_EXTENSIONS)],
                 file_count="multiple",
                 max_plain_text_length=settings.limits.max_text_chars,
@@ -278,11 +313,8 @@ def chat_tab(settings: Settings, defaults: ChatSettings, examples: list[Example]
                 autofocus=True,
                 elem_id="composer",
             )
-            gr.Markdown(
-                f"Up to {settings.limits.max_files_per_message} images or videos per message; videos up to "
-                f"{settings.limits.max_video_seconds:g} s; text files are read into the message.",
-                elem_classes="hint",
-            )
+            # Its limits are filled in at launch (`ui.language.static_values`).
+            gr.Markdown(word("chat.hint"), elem_classes="hint")
             panel = settings_panel(settings, defaults)
     return ChatView(
         browser=browser,
@@ -297,6 +329,6 @@ def chat_tab(settings: Settings, defaults: ChatSettings, examples: list[Example]
         chatbot=chatbot,
         textbox=textbox,
         settings=panel,
-        api=api_ports(),
+        api=api_ports(settings, defaults),
         transfer=transfer,
     )

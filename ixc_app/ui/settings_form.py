@@ -17,6 +17,7 @@ from ixc_app.chat.request import DEFAULT_META_INSTRUCTION, custom_meta_instructi
 from ixc_app.chat.service import InputRejected
 from ixc_app.config import Limits
 from ixc_app.engines.base import GenerationParams
+from ixc_app.i18n import tr
 
 SETTING_NAMES = (
     "max_new_tokens",
@@ -42,16 +43,26 @@ def _number(name: str, value: Any, low: float, high: float) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise InputRejected(f"{name} must be a number between {low:g} and {high:g}.") from None
+        raise InputRejected(
+            tr("{name} must be a number between {low:g} and {high:g}.", name=name, low=low, high=high)
+        ) from None
     if not (math.isfinite(number) and low <= number <= high):
-        raise InputRejected(f"{name} must be between {low:g} and {high:g}, not {value}.")
+        raise InputRejected(
+            tr(
+                "{name} must be between {low:g} and {high:g}, not {value}.",
+                name=name,
+                low=low,
+                high=high,
+                value=value,
+            )
+        )
     return number
 
 
 def _integer(name: str, value: Any, low: int, high: int) -> int:
     number = _number(name, value, low, high)
     if number != int(number):
-        raise InputRejected(f"{name} must be a whole number, not {value}.")
+        raise InputRejected(tr("{name} must be a whole number, not {value}.", name=name, value=value))
     return int(number)
 
 
@@ -66,23 +77,27 @@ def settings_from_form(values: Mapping[str, Any], limits: Limits) -> ChatSetting
     image_mode = v["image_mode"]
     if image_mode not in IMAGE_MODE_VALUES:
         raise InputRejected(
-            f"Image detail must be one of {', '.join(IMAGE_MODE_VALUES)}, not {image_mode!r}."
+            tr(
+                "Image detail must be one of {choices}, not {value!r}.",
+                choices=", ".join(IMAGE_MODE_VALUES),
+                value=image_mode,
+            )
         )
-    seed_value = _integer("Seed", -1 if v["seed"] is None else v["seed"], -1, 2**63 - 1)
+    seed_value = _integer(tr("Seed"), -1 if v["seed"] is None else v["seed"], -1, 2**63 - 1)
     params = GenerationParams(
-        max_new_tokens=_integer("Max new tokens", v["max_new_tokens"], 1, limits.max_new_tokens),
-        temperature=_number("Temperature", v["temperature"], 0.0, MAX_TEMPERATURE),
+        max_new_tokens=_integer(tr("Max new tokens"), v["max_new_tokens"], 1, limits.max_new_tokens),
+        temperature=_number(tr("Temperature"), v["temperature"], 0.0, MAX_TEMPERATURE),
         top_p=_number("Top-p", v["top_p"], 0.01, 1.0),
         top_k=_integer("Top-k", v["top_k"], 0, MAX_TOP_K),
         repetition_penalty=_number(
-            "Repetition penalty", v["repetition_penalty"], 1.0, MAX_REPETITION_PENALTY
+            tr("Repetition penalty"), v["repetition_penalty"], 1.0, MAX_REPETITION_PENALTY
         ),
         seed=None if seed_value < 0 else seed_value,
     )
     return ChatSettings(
         params=params,
-        hd_num_single=_integer("Crops for full detail", v["hd_num_single"], 1, MAX_HD_NUM),
-        hd_num_multi=_integer("Crops for less detail", v["hd_num_multi"], 1, MAX_HD_NUM),
+        hd_num_single=_integer(tr("Crops for full detail"), v["hd_num_single"], 1, MAX_HD_NUM),
+        hd_num_multi=_integer(tr("Crops for less detail"), v["hd_num_multi"], 1, MAX_HD_NUM),
         image_mode=image_mode,
         use_meta=bool(v["use_meta"]),
         meta_instruction=_meta_instruction(v["meta_instruction"], limits),
@@ -92,12 +107,15 @@ def settings_from_form(values: Mapping[str, Any], limits: Limits) -> ChatSetting
 def _meta_instruction(value: Any, limits: Limits) -> str | None:
     text = "" if value is None else value
     if not isinstance(text, str):
-        raise InputRejected("The system prompt must be text.")
+        raise InputRejected(tr("The system prompt must be text."))
     custom = custom_meta_instruction(text)
     if custom is not None and len(custom) > limits.max_text_chars:
         raise InputRejected(
-            f"The system prompt is {len(custom):,} characters long, over the limit of "
-            f"{limits.max_text_chars:,}; shorten it."
+            tr(
+                "The system prompt is {length:,} characters long, over the limit of {limit:,}; shorten it.",
+                length=len(custom),
+                limit=limits.max_text_chars,
+            )
         )
     return custom
 

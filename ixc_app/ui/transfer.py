@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from ixc_app.i18n import tr
 from ixc_app.ui.chat_handlers import ChatHandlers
 from ixc_app.ui.errors import user_errors
 from ixc_app.ui.identity import format_handle
+from ixc_app.ui.language import word
 from ixc_app.ui.uploads import upload_cache
 
 if TYPE_CHECKING:
@@ -43,9 +45,11 @@ class TransferView:
 def transfer_buttons() -> TransferView:
     """Export and Import, and the hidden components that type the two API endpoints."""
     with gr.Row():
-        export = gr.Button("Export", size="sm", elem_id="export-conversation")
-        upload = gr.UploadButton("Import", size="sm", file_types=[".zip"], elem_id="import-conversation")
-    download = gr.File(label="Exported conversation", visible=False, interactive=False, elem_id="export-file")
+        export = gr.Button(word("chat.export"), size="sm", elem_id="export-conversation")
+        upload = gr.UploadButton(
+            word("chat.import"), size="sm", file_types=[".zip"], elem_id="import-conversation"
+        )
+    download = gr.File(label=word("chat.exported"), visible=False, interactive=False, elem_id="export-file")
     with gr.Group(visible=False):
         return TransferView(
             export=export,
@@ -81,10 +85,10 @@ class TransferHandlers:
         """Import the uploaded zip as a new conversation of this browser (or login), and open it."""
         session = self.handlers.session(stored, request)
         if not archive:
-            raise gr.Error("No file arrived; choose the exported .zip again.", print_exception=False)
+            raise gr.Error(tr("No file arrived; choose the exported .zip again."), print_exception=False)
         with user_errors():
             conv = self.service.import_conversation(session.owner, Path(archive))
-        gr.Info(f"'{conv.title}' was imported.")
+        gr.Info(tr("'{title}' was imported.", title=conv.title))
         return self.handlers.switch(stored, conv.id, request)
 
     def api_export(self, conversation_id: str, request: gr.Request | None = None) -> str:
@@ -94,7 +98,7 @@ class TransferHandlers:
 
     def api_import(self, archive: str | None, request: gr.Request | None = None) -> str:
         if not archive:
-            raise gr.Error("Pass the exported .zip as the archive.", print_exception=False)
+            raise gr.Error(tr("Pass the exported .zip as the archive."), print_exception=False)
         owner = self.handlers.owners.new_owner(request)
         with user_errors():
             conv = self.service.import_conversation(owner, Path(archive))
