@@ -31,6 +31,7 @@ import diskcache
 from ixc_app.chat.conversation import Conversation, rename
 from ixc_app.chat.text import clean_text
 from ixc_app.config import Settings
+from ixc_app.i18n import tr
 from ixc_app.media import MediaEntry, MediaStore, StorageFull
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class ConversationNotFound(LookupError):
     """The conversation does not exist for this user (deleted, or it was never theirs)."""
 
     def __init__(self) -> None:
-        super().__init__("This conversation was not found; it may have been deleted. Start a new one.")
+        super().__init__(tr("This conversation was not found; it may have been deleted. Start a new one."))
 
 
 @dataclass(frozen=True)

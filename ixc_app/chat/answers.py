@@ -5,10 +5,14 @@ lived in the event would die with the page. Instead each answer runs on a thread
 under (owner, conversation id); an event only follows it, and only Stop (or deleting the conversation) ends
 it early. Registering refuses a second answer for a conversation that is still answering, which is what keeps
 one conversation to one answer at a time.
+
+The thread runs in a copy of the starting request's context (`contextvars`), where Gradio keeps the request:
+so the answer says its sentences (a failure, a note) in the language of the request that started it.
 """
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -76,9 +80,10 @@ class AnswerTasks:
         return self._tasks.get((owner, conversation_id))
 
     def start(self, started: Conversation, run: Run) -> AnswerTask:
-        """Register the answer of `started` and run `run(task)` on its own thread; `AnswerBusy` if the
-        conversation already has one running. The task is unregistered before its followers learn that it
-        is done, so a follower may send the next message at once."""
+        """Register the answer of `started` and run `run(task)` on its own thread, in the caller's context
+        (its request, so its language); `AnswerBusy` if the conversation already has one running. The task
+        is unregistered before its followers learn that it is done, so a follower may send the next message
+        at once."""
         key = (started.owner, started.id)
         with self.lock:
             if key in self._tasks:
@@ -94,7 +99,10 @@ class AnswerTasks:
                     self._tasks.pop(key, None)
                 task.publish(final, done=True, error=error)
 
-        threading.Thread(target=body, name=f"answer-{started.id[:8]}", daemon=True).start()
+        context = contextvars.copy_context()
+        threading.Thread(
+            target=context.run, args=(body,), name=f"answer-{started.id[:8]}", daemon=True
+        ).start()
         return task
 
     def stop(self, owner: str, conversation_id: str) -> bool:

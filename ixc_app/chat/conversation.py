@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
 from ixc_app.engines.base import Finished, GenerationParams
+from ixc_app.i18n import LANGUAGES, speaking, tr
 
 Role = Literal["user", "assistant"]
 MediaKind = Literal["image", "video"]
@@ -22,7 +23,22 @@ ImageMode = Literal["auto", "single", "multi"]
 MessageFinish = Literal["stop", "length", "cancelled", "error", "interrupted"]
 
 DEFAULT_TITLE = "New conversation"
+"""A new conversation's name in English; it is named in the language of the request that creates it
+(`default_title`)."""
 TITLE_CHARS = 60
+
+
+def default_title() -> str:
+    return tr("New conversation")
+
+
+def is_default_title(title: str) -> bool:
+    """The title is a new conversation's, in any language (so the first message still names it)."""
+    for language in LANGUAGES:
+        with speaking(language):
+            if title == default_title():
+                return True
+    return False
 
 
 class ConversationError(ValueError):
@@ -226,7 +242,7 @@ def new_conversation(
     return Conversation(
         id=new_conversation_id(),
         owner=owner,
-        title=DEFAULT_TITLE,
+        title=default_title(),
         created=now,
         updated=now,
         settings=settings or ChatSettings(),
@@ -243,13 +259,13 @@ def _title_from(text: str, media: tuple[MediaItem, ...]) -> str:
         return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
     if media:
         kinds = {item.kind for item in media}
-        return "Video" if kinds == {"video"} else "Images" if len(media) > 1 else "Image"
-    return DEFAULT_TITLE
+        return tr("Video") if kinds == {"video"} else tr("Images") if len(media) > 1 else tr("Image")
+    return default_title()
 
 
 def _last_assistant(conv: Conversation) -> Message:
     if not conv.messages or conv.messages[-1].role != "assistant":
-        raise ConversationError("There is no answer to continue; send a message first.")
+        raise ConversationError(tr("There is no answer to continue; send a message first."))
     return conv.messages[-1]
 
 
@@ -264,11 +280,11 @@ def add_user_message(
 ) -> Conversation:
     """Append the user's next message; the first one also names the conversation if it has no name yet."""
     if not text.strip() and not media:
-        raise ConversationError("The message is empty; type a question or attach an image or a video.")
+        raise ConversationError(tr("The message is empty; type a question or attach an image or a video."))
     if conv.messages and (conv.messages[-1].role == "user" or _waiting_for_answer(conv)):
-        raise ConversationError("The previous message has no answer yet; retry it or undo it first.")
+        raise ConversationError(tr("The previous message has no answer yet; retry it or undo it first."))
     conv = _touch(conv, (*conv.messages, Message(role="user", text=text, media=tuple(media))), now)
-    if conv.title == DEFAULT_TITLE and len(conv.messages) == 1:
+    if is_default_title(conv.title) and len(conv.messages) == 1:
         conv = replace(conv, title=_title_from(text, tuple(media)))
     return conv
 
@@ -279,7 +295,7 @@ def start_answer(conv: Conversation, *, now: float | None = None) -> Conversatio
     if _waiting_for_answer(conv):
         return _touch(conv, conv.messages, now)
     if not conv.messages or conv.messages[-1].role != "user":
-        raise ConversationError("There is no question to answer; send a message first.")
+        raise ConversationError(tr("There is no question to answer; send a message first."))
     return _touch(conv, (*conv.messages, Message(role="assistant", text="")), now)
 
 
@@ -323,23 +339,23 @@ def undo(conv: Conversation, *, now: float | None = None) -> Conversation:
     if messages and messages[-1].role == "assistant":
         messages = messages[:-1]
     if not messages:
-        raise ConversationError("There is nothing to undo.")
+        raise ConversationError(tr("There is nothing to undo."))
     return _touch(conv, messages[:-1], now)
 
 
 def edit_user_message(conv: Conversation, index: int, text: str, *, now: float | None = None) -> Conversation:
     """Replace the text of user message `index` (its media stay) and drop everything after it, to rerun it."""
     if not 0 <= index < len(conv.messages) or conv.messages[index].role != "user":
-        raise ConversationError("Only your own messages can be edited.")
+        raise ConversationError(tr("Only your own messages can be edited."))
     edited = replace(conv.messages[index], text=text)
     if not text.strip() and not edited.media:
-        raise ConversationError("The message is empty; type a question or attach an image or a video.")
+        raise ConversationError(tr("The message is empty; type a question or attach an image or a video."))
     return _touch(conv, (*conv.messages[:index], edited), now)
 
 
 def set_feedback(conv: Conversation, index: int, feedback: Feedback | None) -> Conversation:
     if not 0 <= index < len(conv.messages) or conv.messages[index].role != "assistant":
-        raise ConversationError("Only answers can be liked or disliked.")
+        raise ConversationError(tr("Only answers can be liked or disliked."))
     messages = list(conv.messages)
     messages[index] = replace(messages[index], feedback=feedback)
     return replace(conv, messages=tuple(messages))
@@ -348,7 +364,7 @@ def set_feedback(conv: Conversation, index: int, feedback: Feedback | None) -> C
 def rename(conv: Conversation, title: str, *, now: float | None = None) -> Conversation:
     title = " ".join(title.split())
     if not title:
-        raise ConversationError("A conversation needs a name; type at least one character.")
+        raise ConversationError(tr("A conversation needs a name; type at least one character."))
     return replace(conv, title=title[:200], updated=time.time() if now is None else now)
 
 

@@ -28,18 +28,25 @@ from typing import Any
 
 from ixc_app.chat.conversation import Conversation, MediaItem, Message
 from ixc_app.chat.request import MediaPath, image_numbers
+from ixc_app.i18n import tr
 
-FINISH_NOTES = {
-    "cancelled": "*(stopped)*",
-    "length": "*(the answer reached the maximum length)*",
-    "interrupted": "*(interrupted: the server stopped while writing this answer; press Retry to answer it "
-    "again)*",
-}
+
+def finish_note(finish: str | None) -> str | None:
+    """The note under an answer that ended otherwise than by finishing (None for the others)."""
+    if finish == "cancelled":
+        return tr("*(stopped)*")
+    if finish == "length":
+        return tr("*(the answer reached the maximum length)*")
+    if finish == "interrupted":
+        return tr(
+            "*(interrupted: the server stopped while writing this answer; press Retry to answer it again)*"
+        )
+    return None
 
 
 def label(item: MediaItem, number: int | None) -> str:
     """What the chat calls a media item: the model's name for it with the file's, or the file's alone."""
-    return item.name if number is None else f"Image {number} · {item.name}"
+    return item.name if number is None else tr("Image {number} · {name}", number=number, name=item.name)
 
 
 def _media(path: str, mime: str, name: str, caption: str) -> dict[str, Any]:
@@ -59,19 +66,20 @@ def media_part(item: MediaItem, media_path: MediaPath, number: int | None) -> di
     if item.kind == "video" and not item.playable and item.poster_key:
         path = str(media_path(item.poster_key))
         mime = mimetypes.guess_type(path)[0] or "image/png"
-        return _media(path, mime, item.name, f"{caption} (video; this format plays only after download)")
+        poster = tr("{caption} (video; this format plays only after download)", caption=caption)
+        return _media(path, mime, item.name, poster)
     return _media(str(media_path(item.key)), item.mime, item.name, caption)
 
 
 def _answer_text(message: Message) -> str:
     notes = []
     if message.error:
-        notes.append(f"**Error:** {message.error}")
-    elif message.finish in FINISH_NOTES:
-        notes.append(FINISH_NOTES[message.finish])
+        notes.append(tr("**Error:** {error}", error=message.error))
+    elif (note := finish_note(message.finish)) is not None:
+        notes.append(note)
     if message.stats and message.stats.dropped_messages:
         n = message.stats.dropped_messages
-        notes.append(f"*({n} earlier messages were left out to fit the context budget.)*")
+        notes.append(tr("*({n} earlier messages were left out to fit the context budget.)*", n=n))
     return "\n\n".join([message.text, *notes]) if message.text else "\n\n".join(notes)
 
 
@@ -115,7 +123,10 @@ def _escaped(name: str) -> str:
 def pending_message(text: str, attachments: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """The user's message while its attachments are read: a line per attachment, `(name, how far it is)`
     (for example `("clip.mp4", "decoding frame 12/32")`), then the text."""
-    lines = [f"*Processing {_escaped(name)} … {status}*" for name, status in attachments]
+    lines = [
+        tr("*Processing {name} … {status}*", name=_escaped(name), status=status)
+        for name, status in attachments
+    ]
     content: list[Any] = ["\n\n".join(lines)] if lines else []
     if text:
         content.append(text)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ixc_app.chat.conversation import MediaItem
 from ixc_app.config import Limits
+from ixc_app.i18n import tr
 from ixc_app.ixc.video import LABEL_BAND, frame_size, video_transform
 from ixc_app.media import (
     VIDEO_STRIP,
@@ -32,13 +33,9 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 """`progress(fraction, step)` as a file is read: `step` says what is being done ("checking", "decoding frame
-12/32", ...). It may raise to give up (a user's Stop): the error reaches the caller, whose `added` list then
-names what was already stored of the file (`ChatService.ingest` takes it back)."""
-
-CHECKING = "checking"
-FINDING_FRAMES = "finding the frames"
-BUILDING_STRIP = "building the frame strip"
-READY = "ready"
+12/32", ...), in the language of the request that reads the file. It may raise to give up (a user's Stop):
+the error reaches the caller, whose `added` list then names what was already stored of the file
+(`ChatService.ingest` takes it back)."""
 
 VIDEO_POSTER = "poster"
 """`save_derived` name of the still shown in place of a video the browser cannot play."""
@@ -78,12 +75,12 @@ def ingest_upload(
     """
     path = Path(path)
     if progress is not None:
-        progress(0.0, CHECKING)
+        progress(0.0, tr("checking"))
     stored = media.add(path, name or path.name, media_limits(limits), added=added)
     stored = replace(stored, name=Path(name or path.name).name or stored.name)
     if stored.kind == "image":
         if progress is not None:
-            progress(1.0, READY)
+            progress(1.0, tr("ready"))
         return MediaItem(
             key=stored.key,
             kind="image",
@@ -141,18 +138,19 @@ def ingest_video(
             progress(fraction, step)
 
     def on_frame(done: int, total: int) -> None:
-        report(_DECODE_START + (_DECODE_END - _DECODE_START) * done / total, f"decoding frame {done}/{total}")
+        fraction = _DECODE_START + (_DECODE_END - _DECODE_START) * done / total
+        report(fraction, tr("decoding frame {done}/{total}", done=done, total=total))
 
     playable = is_browser_playable(stored)
     strip = _derived(media, stored, VIDEO_STRIP)
     poster = None if playable else _derived(media, stored, VIDEO_POSTER)
     if strip is None or (poster is None and not playable):
-        report(_DECODE_START, FINDING_FRAMES)
+        report(_DECODE_START, tr("finding the frames"))
         try:
             composite, info = video_composite(stored.path, on_frame=on_frame)
         except VideoError as exc:
             raise UnreadableVideo(stored.name) from exc
-        report(_DECODE_END, BUILDING_STRIP)
+        report(_DECODE_END, tr("building the frame strip"))
         strip = media.save_derived(stored.key, VIDEO_STRIP, video_transform(composite), added=added)
         if not playable:
             width, height = frame_size(info.width, info.height)
@@ -167,7 +165,7 @@ def ingest_video(
             strip.width,
             strip.height,
         )
-    report(1.0, READY)
+    report(1.0, tr("ready"))
     return MediaItem(
         key=stored.key,
         kind="video",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ixc_app.chat.conversation import ChatSettings, Conversation, ConversationError, MediaItem, Message
 from ixc_app.engines.base import Request
+from ixc_app.i18n import tr
 from ixc_app.ixc.budget import ContextBudgetExceeded, fit_to_context
 from ixc_app.ixc.prompt import ImageRef, Turn
 from ixc_app.ixc.template import CHAT_META
@@ -137,23 +138,27 @@ def to_request(
     ):
         messages = messages[:-1]
     if not messages or messages[-1].role != "user":
-        raise ConversationError("There is no question to answer; send a message first.")
+        raise ConversationError(tr("There is no question to answer; send a message first."))
     settings = conv.settings
     params = settings.params
     if max_new_tokens_cap is not None and params.max_new_tokens > max_new_tokens_cap:
         params = replace(params, max_new_tokens=max_new_tokens_cap)
     meta = meta_instruction(settings)
     single, multi = hd_nums(settings)
-    plan = fit_to_context(
-        to_turns(messages, lambda item: image_ref(item, media_path)),
-        tokenizer,
-        context_limit=context_budget,
-        max_new_tokens=params.max_new_tokens,
-        meta_instruction=meta,
-        hd_num_single=single,
-        hd_num_multi=multi,
-        trim_to=TRIM_TO,
-    )
+    try:
+        plan = fit_to_context(
+            to_turns(messages, lambda item: image_ref(item, media_path)),
+            tokenizer,
+            context_limit=context_budget,
+            max_new_tokens=params.max_new_tokens,
+            meta_instruction=meta,
+            hd_num_single=single,
+            hd_num_multi=multi,
+            trim_to=TRIM_TO,
+        )
+    except ContextBudgetExceeded as exc:
+        exc.args = (budget_refusal(exc),)
+        raise
     request = Request(
         turns=plan.turns,
         params=params,
@@ -164,4 +169,18 @@ def to_request(
     )
     return PreparedRequest(
         request=request, dropped_messages=plan.dropped, prompt_tokens=plan.prompt.num_tokens
+    )
+
+
+def budget_refusal(exc: ContextBudgetExceeded) -> str:
+    """The refusal's sentence in the language of the request (`ixc.budget` may not import the app, so its
+    own message is English: this is the same sentence)."""
+    return tr(
+        "This message needs {needed} tokens ({image_tokens} of them for images) plus {reserved} reserved for "
+        "the answer, more than the context limit of {limit}: attach fewer images, lower the image detail "
+        "(hd_num), shorten the text or lower the maximum answer length.",
+        needed=exc.needed,
+        image_tokens=exc.image_tokens,
+        reserved=exc.reserved,
+        limit=exc.limit,
     )

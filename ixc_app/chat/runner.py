@@ -8,10 +8,15 @@ unchanged answer every `interval_s`, because Gradio can only close a generator a
 the engine before the first token too. When the consumer goes away (Stop, a closed tab, an error), the
 `finally` sets the engine's cancel event and returns at once: Gradio closes stopped generators on its event
 loop, which must not block on a decoding step; the engine stops within one step on its worker.
+
+A stream's work runs in a copy of the caller's context (an answer task's, which is its request's), so the
+engine says its errors in the language of the request that asked.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import logging
 import queue
 import threading
@@ -69,7 +74,7 @@ class EngineRunner:
             finally:
                 items.put(_End())
 
-        self._jobs.put(produce)
+        self._jobs.put(functools.partial(contextvars.copy_context().run, produce))
         try:
             yield from _throttle(items, interval_s)
         finally:

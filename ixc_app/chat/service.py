@@ -16,7 +16,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from ixc_app.chat import (
@@ -37,14 +37,15 @@ from ixc_app.chat import (
     to_request,
 )
 from ixc_app.chat.answers import AnswerBusy, AnswerTask, AnswerTasks
+from ixc_app.chat.drafts import Draft, InputRejected, busy, check_limits
 from ixc_app.chat.preferences import Preferences
 from ixc_app.chat.runner import EngineRunner
-from ixc_app.chat.text import clean_text
+from ixc_app.chat.text import user_text
 from ixc_app.chat.transfer import export_archive, import_archive
-from ixc_app.chat.versions import STILL_WRITING, put_back_waiting
+from ixc_app.chat.versions import put_back_waiting, still_writing
 from ixc_app.config import Settings
 from ixc_app.engines.base import EngineCapabilities, EngineError, Finished
-from ixc_app.ixc.prompt import IMAGE_PLACEHOLDER
+from ixc_app.i18n import tr
 from ixc_app.ixc.tokenizer import Tokenizer
 from ixc_app.store import ConversationNotFound, ConversationSummary, Store
 
@@ -52,29 +53,12 @@ log = logging.getLogger(__name__)
 
 FileProgress = Callable[[int, float, str], None]
 """`progress(file index, fraction of that file, step)`: see `chat.ingest.Progress`."""
-UNEXPECTED_FAILURE = "The model failed while answering (the details are in the server log); try again."
-BUSY = (
-    "This conversation is still answering your previous message; wait for the answer or press Stop, then "
-    "send again."
-)
 SAVE_INTERVAL_S = 2.0
 """How often an answer that is streaming is saved: what a crash can lose of it."""
 
 
-class InputRejected(ValueError):
-    """A message the app will not send to the model; the text is one sentence for the user."""
-
-
 class AnswerFailed(RuntimeError):
     """The engine failed; the conversation was saved with the partial answer and this reason."""
-
-
-@dataclass(frozen=True)
-class Draft:
-    """A message the user is sending: its text and the uploaded files (paths in Gradio's upload cache)."""
-
-    text: str
-    files: tuple[str, ...] = ()
 
 
 class ChatService:
@@ -134,27 +118,9 @@ class ChatService:
 
     def check_draft(self, draft: Draft, conv: Conversation | None) -> None:
         """The limits that need no file to be read: text length and how many files."""
-        limits = self.limits
         if conv is not None and self.answering(conv.owner, conv.id):
-            raise InputRejected(BUSY)
-        if not user_text(draft.text).strip() and not draft.files:
-            raise InputRejected("The message is empty; type a question or attach an image or a video.")
-        if len(draft.text) > limits.max_text_chars:
-            raise InputRejected(
-                f"The message is {len(draft.text):,} characters long, over the limit of "
-                f"{limits.max_text_chars:,}; shorten it or split it over several messages."
-            )
-        if len(draft.files) > limits.max_files_per_message:
-            raise InputRejected(
-                f"{len(draft.files)} files are attached but a message may carry at most "
-                f"{limits.max_files_per_message}; send them over several messages."
-            )
-        already = len(conv.media) if conv is not None else 0
-        if already + len(draft.files) > limits.max_files_per_conversation:
-            raise InputRejected(
-                f"This conversation already holds {already} images and videos and may hold at most "
-                f"{limits.max_files_per_conversation}; start a new conversation for these files."
-            )
+            raise busy()
+        check_limits(draft, len(conv.media) if conv is not None else 0, self.limits)
 
     def ingest(self, files: Sequence[str], progress: FileProgress | None = None) -> tuple[MediaItem, ...]:
         """Validate and store each uploaded file (sniffed by content; videos decoded to their frame strip),
@@ -170,7 +136,8 @@ class ChatService:
             for i, path in enumerate(files):
                 step = functools.partial(progress, i) if progress else None
                 if not Path(path).is_file():
-                    raise InputRejected(f"'{Path(path).name}' is no longer on the server; attach it again.")
+                    gone = tr("'{name}' is no longer on the server; attach it again.", name=Path(path).name)
+                    raise InputRejected(gone)
                 self.store.make_room(Path(path).stat().st_size)
                 items.append(ingest_upload(self.store.media, path, self.limits, progress=step, added=added))
         except BaseException:
@@ -199,19 +166,23 @@ class ChatService:
     ) -> tuple[Conversation, PreparedRequest]:
         with self.answers.lock:
             if self.answering(conv.owner, conv.id):
-                raise InputRejected(BUSY)
+                raise busy()
             stored = self.store.get(conv.owner, conv.id)
             if stored is not None:
                 conv = replace(stored, settings=conv.settings)
             elif conv.messages:
                 raise InputRejected(
-                    "This conversation was deleted while the message was being prepared; start a new "
-                    "conversation and send it again."
+                    tr(
+                        "This conversation was deleted while the message was being prepared; start a new "
+                        "conversation and send it again."
+                    )
                 )
             if any(self.store.media.get(key) is None for item in media for key in item.keys):
                 raise InputRejected(
-                    "An attached file was removed while the message was being prepared (its conversation "
-                    "was deleted); attach it again."
+                    tr(
+                        "An attached file was removed while the message was being prepared (its "
+                        "conversation was deleted); attach it again."
+                    )
                 )
             conv = add_user_message(conv, user_text(text), media)
             prepared = self.prepare(conv)
@@ -272,7 +243,7 @@ class ChatService:
         the switch."""
         with self.answers.lock:
             if self.answering(owner, conversation_id):
-                raise InputRejected(STILL_WRITING)
+                raise InputRejected(still_writing())
             conv = self.store.update(owner, conversation_id, lambda conv: show_version(conv, version))
         if conv is None:
             raise ConversationNotFound()
@@ -283,13 +254,13 @@ class ChatService:
         answer runs to its end (or Stop) whoever follows it. `InputRejected` if one is running already."""
         with self.answers.lock:
             if self.answering(conv.owner, conv.id):
-                raise InputRejected(BUSY)
+                raise busy()
             started = start_answer(conv)
             self.store.put(started)
             try:
                 return self.answers.start(started, lambda task: self._write(task, prepared))
             except AnswerBusy as exc:
-                raise InputRejected(BUSY) from exc
+                raise busy() from exc
 
     def answer(self, conv: Conversation, prepared: PreparedRequest) -> Iterator[Conversation]:
         """Start the answer (`InputRejected` at once if one is running) and follow it as its owner (`own`)."""
@@ -326,7 +297,7 @@ class ChatService:
             error = str(exc)
         except Exception:
             log.exception("the engine failed on conversation %s", started.id)
-            error = UNEXPECTED_FAILURE
+            error = tr("The model failed while answering (the details are in the server log); try again.")
         finally:
             stream.close()
         final = _settle(append_answer(started, text), finished, error, prepared.dropped_messages)
@@ -380,15 +351,6 @@ def _turns(conv: Conversation) -> list[tuple[str, str, tuple[MediaItem, ...]]]:
     if turns and turns[-1][0] == "assistant":
         turns[-1] = ("assistant", "", ())
     return turns
-
-
-def user_text(text: str) -> str:
-    """The text a user typed, without `<ImageHere>` (in chat the app places the images, not the user) and
-    with what cannot be stored normalised (`clean_text`)."""
-    text = clean_text(text)
-    while IMAGE_PLACEHOLDER in text:
-        text = text.replace(IMAGE_PLACEHOLDER, "")
-    return text
 
 
 def _settle(conv: Conversation, finished: Finished | None, error: str | None, dropped: int) -> Conversation:

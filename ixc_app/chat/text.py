@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from ixc_app.ixc.prompt import IMAGE_PLACEHOLDER
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -20,3 +22,12 @@ def clean_text(text: str) -> str:
         return _CONTROL.sub("", text)
     joined = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     return _CONTROL.sub("", joined)
+
+
+def user_text(text: str) -> str:
+    """The text a user typed, without `<ImageHere>` (in chat the app places the images, not the user) and
+    with what cannot be stored normalised (`clean_text`)."""
+    text = clean_text(text)
+    while IMAGE_PLACEHOLDER in text:
+        text = text.replace(IMAGE_PLACEHOLDER, "")
+    return text

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ixc_app.chat.conversation import (
-    DEFAULT_TITLE,
     TITLE_CHARS,
     AnswerVersion,
     Conversation,
@@ -29,11 +28,13 @@ from ixc_app.chat.conversation import (
     MediaItem,
     Message,
     MessageFinish,
+    default_title,
     new_conversation_id,
 )
 from ixc_app.chat.ingest import ingest_upload
 from ixc_app.chat.text import clean_text
 from ixc_app.config import Limits
+from ixc_app.i18n import tr
 from ixc_app.media import MediaStore
 
 FORMAT = "ixc-studio-conversation"
@@ -75,8 +76,11 @@ def import_archive(path: Path, owner: str, media: MediaStore, limits: Limits) ->
     """The conversation in the archive at `path`, as a new conversation of `owner`, its media stored."""
     if path.stat().st_size > max_archive_bytes(limits):
         raise ImportRejected(
-            f"The file is over the {max_archive_bytes(limits) / 1024**2:.0f} MB an import may be; export the "
-            "conversation again from this app."
+            tr(
+                "The file is over the {mb:.0f} MB an import may be; export the conversation again from this "
+                "app.",
+                mb=max_archive_bytes(limits) / 1024**2,
+            )
         )
     try:
         with zipfile.ZipFile(path) as archive:
@@ -86,7 +90,7 @@ def import_archive(path: Path, owner: str, media: MediaStore, limits: Limits) ->
             return _with_media(conv, archive, files, media, limits)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
         raise ImportRejected(
-            "The file is not a conversation exported by this app (not a readable zip)."
+            tr("The file is not a conversation exported by this app (not a readable zip).")
         ) from exc
 
 
@@ -94,22 +98,24 @@ def _check_entries(archive: zipfile.ZipFile, limits: Limits) -> dict[str, zipfil
     infos = archive.infolist()
     if len(infos) > limits.max_files_per_conversation + 1:
         raise ImportRejected(
-            "The archive holds more files than a conversation may; it was not made by this app."
+            tr("The archive holds more files than a conversation may; it was not made by this app.")
         )
     files: dict[str, zipfile.ZipInfo] = {}
     for info in infos:
         name = info.filename
         if name in files or not (name == CONVERSATION_FILE or _MEDIA_NAME.match(name)):
             raise ImportRejected(
-                "The archive holds files an export does not write; it was not made by this app."
+                tr("The archive holds files an export does not write; it was not made by this app.")
             )
         files[name] = info
     if sum(info.file_size for info in infos) > max_archive_bytes(limits):
         raise ImportRejected(
-            "The archive unpacks to more than an import may hold; it was not made by this app."
+            tr("The archive unpacks to more than an import may hold; it was not made by this app.")
         )
     if CONVERSATION_FILE not in files:
-        raise ImportRejected(f"The archive has no {CONVERSATION_FILE}; export the conversation again.")
+        raise ImportRejected(
+            tr("The archive has no {file}; export the conversation again.", file=CONVERSATION_FILE)
+        )
     return files
 
 
@@ -117,19 +123,21 @@ def _read_document(archive: zipfile.ZipFile, files: dict[str, zipfile.ZipInfo]) 
     with archive.open(files[CONVERSATION_FILE]) as f:
         raw = f.read(MAX_JSON_BYTES + 1)
     if len(raw) > MAX_JSON_BYTES:
-        raise ImportRejected("The conversation in the archive is too long to import.")
+        raise ImportRejected(tr("The conversation in the archive is too long to import."))
     try:
         return json.loads(raw.decode("utf-8", errors="replace"))
     except ValueError as exc:
-        raise ImportRejected(f"The {CONVERSATION_FILE} in the archive is damaged; export it again.") from exc
+        raise ImportRejected(
+            tr("The {file} in the archive is damaged; export it again.", file=CONVERSATION_FILE)
+        ) from exc
 
 
 def _parse(document: Any, owner: str) -> Conversation:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
-        raise ImportRejected("The file is not a conversation exported by this app.")
+        raise ImportRejected(tr("The file is not a conversation exported by this app."))
     if document.get("version") != VERSION:
         raise ImportRejected(
-            "The conversation was exported by a version of this app that this one cannot read."
+            tr("The conversation was exported by a version of this app that this one cannot read.")
         )
     data = document.get("conversation")
     try:
@@ -139,12 +147,14 @@ def _parse(document: Any, owner: str) -> Conversation:
         conv = Conversation.from_dict({**data, "id": new_conversation_id(), "owner": owner, "created": now})
         return replace(conv, updated=now, title=_title(conv.title), messages=_messages(conv.messages))
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ImportRejected(f"The {CONVERSATION_FILE} in the archive is damaged; export it again.") from exc
+        raise ImportRejected(
+            tr("The {file} in the archive is damaged; export it again.", file=CONVERSATION_FILE)
+        ) from exc
 
 
 def _title(title: Any) -> str:
     text = " ".join(clean_text(str(title)).split())[:TITLE_CHARS]
-    return text or DEFAULT_TITLE
+    return text or default_title()
 
 
 def _messages(messages: tuple[Message, ...]) -> tuple[Message, ...]:
@@ -177,7 +187,7 @@ def _with_media(
     """Each media item re-validated and stored from the archive's file with its key (new items, new keys)."""
     by_key = {match.group(1): info for name, info in files.items() if (match := _MEDIA_NAME.match(name))}
     if len(conv.media) > limits.max_files_per_conversation:
-        raise ImportRejected("The conversation holds more images and videos than a conversation may.")
+        raise ImportRejected(tr("The conversation holds more images and videos than a conversation may."))
     stored: dict[str, MediaItem] = {}
     with tempfile.TemporaryDirectory(prefix="ixc-import-") as tmp:
         for item in conv.media:
@@ -185,7 +195,9 @@ def _with_media(
                 continue
             info = by_key.get(item.key)
             if info is None:
-                raise ImportRejected(f"The archive lacks the file of '{item.name}'; export it again.")
+                raise ImportRejected(
+                    tr("The archive lacks the file of '{name}'; export it again.", name=item.name)
+                )
             unpacked = Path(tmp) / f"{item.key}{Path(info.filename).suffix}"
             with archive.open(info) as src, unpacked.open("wb") as out:
                 shutil.copyfileobj(src, out, _COPY_CHUNK)

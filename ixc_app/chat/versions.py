@@ -11,9 +11,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ixc_app.chat.conversation import Conversation, ConversationError, Message, _touch, _waiting_for_answer
+from ixc_app.i18n import tr
 
 MAX_VERSIONS = 20
-STILL_WRITING = "The answer is still being written; wait for it or press Stop, then pick another version."
+
+
+def still_writing() -> str:
+    """Why the shown version cannot change now, in the language of the request."""
+    return tr("The answer is still being written; wait for it or press Stop, then pick another version.")
 
 
 def retry(conv: Conversation, *, now: float | None = None) -> Conversation:
@@ -25,7 +30,7 @@ def retry(conv: Conversation, *, now: float | None = None) -> Conversation:
     dropped. One cut short while it was written is kept as interrupted.
     """
     if not conv.messages:
-        raise ConversationError("There is nothing to retry; send a message first.")
+        raise ConversationError(tr("There is nothing to retry; send a message first."))
     last = conv.messages[-1]
     if last.role == "user":
         return conv
@@ -59,12 +64,12 @@ def show_version(conv: Conversation, version: int) -> Conversation:
     """
     last = conv.messages[-1] if conv.messages else None
     if last is None or last.role != "assistant":
-        raise ConversationError("There is no answer to show another version of; send a message first.")
+        raise ConversationError(tr("There is no answer to show another version of; send a message first."))
     if last.finish is None:
-        raise ConversationError(STILL_WRITING)
+        raise ConversationError(still_writing())
     everything = last.all_versions
     if not 0 <= version < len(everything):
-        raise ConversationError("That version of the answer does not exist; reload the page.")
+        raise ConversationError(tr("That version of the answer does not exist; reload the page."))
     others = (*everything[:version], *everything[version + 1 :])
     shown = replace(last, **vars(everything[version]), versions=others, version=version)
     return replace(conv, messages=(*conv.messages[:-1], shown))

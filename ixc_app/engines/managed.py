@@ -23,6 +23,7 @@ from ixc_app.engines.base import (
     StreamItem,
 )
 from ixc_app.engines.remote import RemoteEngine
+from ixc_app.i18n import tr
 from ixc_app.supervisor import ProcessSpec, StartFailed, Supervisor
 
 log = logging.getLogger(__name__)
@@ -54,11 +55,20 @@ class ManagedEngine:
             raise
 
     def _down(self) -> RetryableError:
-        status = self.supervisor.status
-        restart = f" (restart {status.restarts})" if status.restarts else ""
+        restarts = self.supervisor.status.restarts
+        if restarts:
+            return RetryableError(
+                tr(
+                    "The model server stopped and is starting again (restart {restarts}); your conversation "
+                    "is kept, so send your message again in a minute.",
+                    restarts=restarts,
+                )
+            )
         return RetryableError(
-            f"The model server stopped and is starting again{restart}; your conversation is kept, so send "
-            "your message again in a minute."
+            tr(
+                "The model server stopped and is starting again; your conversation is kept, so send your "
+                "message again in a minute."
+            )
         )
 
     def close(self) -> None:

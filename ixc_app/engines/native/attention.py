@@ -27,6 +27,7 @@ from torch.nn.attention.bias import causal_lower_right
 
 from ixc_app.engines.base import ContextTooLong
 from ixc_app.engines.native.config import ModelConfig
+from ixc_app.i18n import tr
 
 
 @dataclass
@@ -58,8 +59,12 @@ class KVCache:
     def check_room(self, count: int) -> None:
         if self.length + count > self.capacity:
             raise ContextTooLong(
-                f"The conversation needs {self.length + count} tokens but its cache holds {self.capacity}; "
-                "start a new conversation or send fewer or smaller images."
+                tr(
+                    "The conversation needs {needed} tokens but its cache holds {capacity}; start a new "
+                    "conversation or send fewer or smaller images.",
+                    needed=self.length + count,
+                    capacity=self.capacity,
+                )
             )
 
 

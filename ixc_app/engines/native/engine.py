@@ -38,7 +38,8 @@ from ixc_app.engines.native.jobs import Done, Event, Job, Started, Tokens
 from ixc_app.engines.native.model import NativeModel
 from ixc_app.engines.native.pixels import image_pixels
 from ixc_app.engines.native.prefix_cache import FeatureCache, PrefixCache, image_key, position_keys
-from ixc_app.engines.native.scheduler import SHUT_DOWN, Scheduler
+from ixc_app.engines.native.scheduler import Scheduler, shut_down
+from ixc_app.i18n import tr
 from ixc_app.ixc.prompt import Prompt, TextSegment
 from ixc_app.ixc.template import build_prompt
 from ixc_app.ixc.tokenizer import IncrementalDecoder, Tokenizer
@@ -150,7 +151,7 @@ class NativeEngine:
     def stream(self, request: Request, cancel: threading.Event | None = None) -> Iterator[StreamItem]:
         started = time.perf_counter()
         if self._closed:
-            raise EngineUnavailable(SHUT_DOWN)
+            raise shut_down()
         prompt = self._prompt(request)
         keys = position_keys(prompt)
         job = Job(
@@ -181,11 +182,15 @@ class NativeEngine:
         """The request's prompt, or the typed error saying why it cannot be answered."""
         if request.mode not in self.capabilities.modes:
             modes = ", ".join(sorted(self.capabilities.modes))
-            raise BadRequest(f"This model has no {request.mode!r} mode; use one of {modes}.")
+            raise BadRequest(
+                tr("This model has no {mode!r} mode; use one of {modes}.", mode=request.mode, modes=modes)
+            )
         if request.params.max_new_tokens < 1:
-            raise BadRequest("max_new_tokens must be at least 1; ask for at least one token.")
+            raise BadRequest(tr("max_new_tokens must be at least 1; ask for at least one token."))
         if not 1 <= request.params.num_beams <= MAX_BEAMS:
-            raise BadRequest(f"num_beams must be between 1 and {MAX_BEAMS}; ask for fewer beams.")
+            raise BadRequest(
+                tr("num_beams must be between 1 and {most}; ask for fewer beams.", most=MAX_BEAMS)
+            )
         try:
             prompt = build_prompt(
                 request.turns,
@@ -202,9 +207,13 @@ class NativeEngine:
         limit = self.capabilities.context_length
         if needed > limit:
             raise ContextTooLong(
-                f"The prompt ({prompt.num_tokens} tokens) plus up to {request.params.max_new_tokens} new "
-                f"tokens exceeds the model's context of {limit} tokens; shorten the conversation or send "
-                "fewer images."
+                tr(
+                    "The prompt ({prompt} tokens) plus up to {new} new tokens exceeds the model's context of "
+                    "{limit} tokens; shorten the conversation or send fewer images.",
+                    prompt=prompt.num_tokens,
+                    new=request.params.max_new_tokens,
+                    limit=limit,
+                )
             )
         return prompt
 
@@ -249,14 +258,16 @@ class NativeEngine:
                 return job.events.get(timeout=1.0)
             except queue.Empty:
                 if not self.scheduler.alive:
-                    raise EngineUnavailable(SHUT_DOWN) from None
+                    raise shut_down() from None
 
 
 def _raise(error: BaseException) -> None:
     """Raise what the scheduler met, in the stream; running out of GPU memory is a temporary overload."""
     if isinstance(error, torch.OutOfMemoryError):
         raise Overloaded(
-            "The GPU ran out of memory for this request; try again shortly, or with a shorter conversation "
-            "or fewer images."
+            tr(
+                "The GPU ran out of memory for this request; try again shortly, or with a shorter "
+                "conversation or fewer images."
+            )
         ) from error
     raise error

@@ -7,6 +7,7 @@ The stream reads `events` and never touches the scheduler's state; it ends a job
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Hashable
@@ -60,6 +61,8 @@ class Job:
     pixels: dict[tuple[str, int], Tensor]
     """Normalised pixels of the images that were not in the feature cache when the job was made."""
     cancel: threading.Event | None = None
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    """The context of the stream that made the job (its request's): the scheduler runs its prefill in it."""
     events: queue.SimpleQueue[Event] = field(default_factory=queue.SimpleQueue)
     closed: bool = False
     """Set by the stream when it no longer reads the job (closed, or a stop string ended the answer)."""

@@ -29,6 +29,7 @@ from ixc_app.engines.native import checkpoint
 from ixc_app.engines.native.attention import Extend, KVCache, RopeTable, Step, rotate
 from ixc_app.engines.native.config import TASK_LORAS, ModelConfig
 from ixc_app.engines.native.vision import Table, VisionTower, layout_tokens, split_views
+from ixc_app.i18n import tr
 from ixc_app.ixc.prompt import ImageSegment, Prompt, TextSegment
 from ixc_app.ixc.tokenizer import Tokenizer
 
@@ -293,8 +294,11 @@ class NativeModel(nn.Module):
     def check_mode(self, mode: str) -> None:
         if mode not in self.supported_modes:
             raise BadRequest(
-                f"This checkpoint has no task LoRA for the {mode!r} mode; "
-                f"use one of {', '.join(sorted(self.supported_modes))}."
+                tr(
+                    "This checkpoint has no task LoRA for the {mode!r} mode; use one of {modes}.",
+                    mode=mode,
+                    modes=", ".join(sorted(self.supported_modes)),
+                )
             )
 
     @torch.no_grad()

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from ixc_app.engines.base import BadRequest, ImageReader
+from ixc_app.i18n import tr
 from ixc_app.ixc import hd
 from ixc_app.ixc.prompt import ImageSegment
 
@@ -26,7 +27,9 @@ def image_pixels(segment: ImageSegment, read_image: ImageReader) -> torch.Tensor
         rgb = read_image(segment.image.path)
     except (OSError, Image.DecompressionBombError) as exc:
         name = Path(segment.image.path).name
-        raise BadRequest(f"An image of this conversation ({name}) cannot be read; attach it again.") from exc
+        raise BadRequest(
+            tr("An image of this conversation ({name}) cannot be read; attach it again.", name=name)
+        ) from exc
     if segment.image.is_video:
         return hd.normalize(rgb)
     return hd.hd_transform(rgb, segment.hd_num).pixel_values

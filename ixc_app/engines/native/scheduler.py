@@ -12,7 +12,8 @@ out of room. What a job computed is offered to the prefix cache as its prefill p
 
 A failure in one job's prefill fails that job; a failure in a decode step fails the jobs of that step; the
 thread itself carries on. `reload` swaps the model between rounds once the running jobs have finished, and
-starts the caches afresh.
+starts the caches afresh. A job's prefill runs in the context of the stream that submitted it (`Job.context`),
+so what it refuses is said in the language of the request that asked.
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ from ixc_app.engines.native.jobs import Done, Failed, Job, Started, Tokens
 from ixc_app.engines.native.model import NativeModel, task_rows
 from ixc_app.engines.native.pixels import image_pixels
 from ixc_app.engines.native.prefix_cache import BLOCK, FeatureCache, PrefixCache, image_key
+from ixc_app.i18n import tr
 from ixc_app.ixc.prompt import ImageSegment
 
 log = logging.getLogger(__name__)
 
-SHUT_DOWN = "The model engine has been shut down; restart the app to chat again."
+
+def shut_down() -> EngineUnavailable:
+    return EngineUnavailable(tr("The model engine has been shut down; restart the app to chat again."))
 
 
 class Scheduler:
@@ -83,7 +87,7 @@ class Scheduler:
     def submit(self, job: Job) -> None:
         with self._wake:
             if self._closed:
-                raise EngineUnavailable(SHUT_DOWN)
+                raise shut_down()
             self._waiting.append(job)
             self._wake.notify()
 
@@ -108,7 +112,7 @@ class Scheduler:
         finally:
             with self._wake:
                 for job in (*self._running, *self._waiting):
-                    job.events.put(Failed(EngineUnavailable(SHUT_DOWN)))
+                    job.events.put(Failed(job.context.run(shut_down)))
                 self._running.clear()
                 self._waiting.clear()
 
@@ -158,7 +162,7 @@ class Scheduler:
             self._finish(job, "cancelled")
         prefilling = next((j for j in self._running if not j.decoding), None)
         if prefilling is not None:
-            self._guarded([prefilling], lambda: self._prefill_chunk(prefilling))
+            self._guarded([prefilling], lambda: prefilling.context.run(self._prefill_chunk, prefilling))
         decoding = [j for j in self._running if j.decoding]
         if decoding:
             self._guarded(decoding, lambda: self._decode(decoding))

@@ -40,14 +40,21 @@ from ixc_app.engines.base import (
     FinishReason,
     ImageReader,
     Request,
-    RetryableError,
     StreamItem,
     TimedOut,
 )
 from ixc_app.engines.remote.messages import DataUrls, chat_body
-from ixc_app.engines.remote.replies import body_error, http_error, not_openai, read_stream, stream_failed
+from ixc_app.engines.remote.replies import (
+    body_error,
+    broke_off,
+    http_error,
+    not_openai,
+    read_stream,
+    stream_failed,
+)
 from ixc_app.engines.stops import StopScanner
 from ixc_app.engines.wire import MODE_SUFFIXES, modes_served
+from ixc_app.i18n import tr
 from ixc_app.ixc.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -178,13 +185,21 @@ class RemoteEngine:
         if request.mode not in self.capabilities.modes:
             offered = ", ".join(sorted(self.capabilities.modes))
             raise BadRequest(
-                f"The model server at {self.url} has no {request.mode!r} mode (it serves {offered}); start a "
-                f"server of the {request.mode} variant named {self.model}{MODE_SUFFIXES[request.mode]}."
+                tr(
+                    "The model server at {url} has no {mode!r} mode (it serves {offered}); start a server of "
+                    "the {mode} variant named {variant}.",
+                    url=self.url,
+                    mode=request.mode,
+                    offered=offered,
+                    variant=self.model + MODE_SUFFIXES[request.mode],
+                )
             )
         if request.params.max_new_tokens < 1:
-            raise BadRequest("max_new_tokens must be at least 1; ask for at least one token.")
+            raise BadRequest(tr("max_new_tokens must be at least 1; ask for at least one token."))
         if request.params.num_beams != 1:
-            raise BadRequest("The model server has no beam search; ask for one beam (sampling or greedy).")
+            raise BadRequest(
+                tr("The model server has no beam search; ask for one beam (sampling or greedy).")
+            )
 
     @contextlib.contextmanager
     def _open(self, body: dict[str, Any], cancel: threading.Event) -> Iterator[httpx.Response | None]:
@@ -228,18 +243,22 @@ class RemoteEngine:
     def _transport_error(self, exc: Exception) -> Exception:
         if isinstance(exc, httpx.ReadTimeout):
             return TimedOut(
-                f"The model server at {self.url} sent nothing for {self.read_timeout_s:g} s; try again, or "
-                "raise --engine-read-timeout if long prompts need more time."
+                tr(
+                    "The model server at {url} sent nothing for {seconds:g} s; try again, or raise "
+                    "--engine-read-timeout if long prompts need more time.",
+                    url=self.url,
+                    seconds=self.read_timeout_s,
+                )
             )
         if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout)):
             return EngineUnavailable(
-                f"The model server at {self.url} cannot be reached; start it, or point --engine-url at a "
-                "running one."
+                tr(
+                    "The model server at {url} cannot be reached; start it, or point --engine-url at a "
+                    "running one.",
+                    url=self.url,
+                )
             )
-        return RetryableError(
-            f"The connection to the model server at {self.url} broke off before the answer was complete; try "
-            "again."
-        )
+        return broke_off(self.url)
 
     def _discover(self, model: str) -> ServerInfo:
         """The model to ask for, from `/health` and `/v1/models`; `EngineUnavailable` with the reason."""

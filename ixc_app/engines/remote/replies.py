@@ -24,6 +24,7 @@ from ixc_app.engines.base import (
     TimedOut,
 )
 from ixc_app.engines.wire import SSE_DONE, error_class
+from ixc_app.i18n import tr
 
 PROXY_MODEL_NOT_FOUND = 10400
 PROXY_SERVICE_UNAVAILABLE = 10401
@@ -59,8 +60,11 @@ def http_error(status: int, body: bytes, server: str, model: str) -> EngineError
         )
     if status == 413:
         return BadRequest(
-            f"The request is larger than the model server at {server} accepts; send fewer or smaller "
-            "images, or raise the server's request size limit."
+            tr(
+                "The request is larger than the model server at {server} accepts; send fewer or smaller "
+                "images, or raise the server's request size limit.",
+                server=server,
+            )
         )
     if status == 422:
         return BadRequest(
@@ -68,12 +72,28 @@ def http_error(status: int, body: bytes, server: str, model: str) -> EngineError
             "another API than LMDeploy's."
         )
     if status == 400:
-        return BadRequest(f"The model server at {server} rejected the request: {_sentence(message)}")
+        return BadRequest(
+            tr(
+                "The model server at {server} rejected the request: {reason}",
+                server=server,
+                reason=_sentence(message),
+            )
+        )
     if status in (429, 503):
-        return Overloaded(f"The model server at {server} is busy (HTTP {status}); try again in a moment.")
+        return Overloaded(
+            tr(
+                "The model server at {server} is busy (HTTP {status}); try again in a moment.",
+                server=server,
+                status=status,
+            )
+        )
     return RetryableError(
-        f"The model server at {server} failed with HTTP {status}; try again, and check the server's log if "
-        "it keeps failing."
+        tr(
+            "The model server at {server} failed with HTTP {status}; try again, and check the server's log "
+            "if it keeps failing.",
+            server=server,
+            status=status,
+        )
     )
 
 
@@ -92,10 +112,7 @@ def body_error(data: Any, server: str, model: str) -> EngineError | None:
         return http_error(status, json.dumps(data).encode(), server, model)
     if isinstance(data.get("error"), dict):
         inner = data["error"]
-        return _our_error(inner) or RetryableError(
-            f"The model server at {server} failed while answering "
-            f"({_sentence(_message(inner)).rstrip('.')}); try again."
-        )
+        return _our_error(inner) or failed_while_answering(server, _message(inner))
     return None
 
 
@@ -115,8 +132,16 @@ def read_stream(lines: Iterator[str], server: str, model: str) -> Iterator[Chunk
         if not line.startswith("data:") or not isinstance(data, dict) or not data.get("choices"):
             raise not_openai(server)
         yield _chunk(data, server)
-    raise RetryableError(
-        f"The connection to the model server at {server} broke off before the answer was complete; try again."
+    raise broke_off(server)
+
+
+def broke_off(server: str) -> RetryableError:
+    return RetryableError(
+        tr(
+            "The connection to the model server at {server} broke off before the answer was complete; try "
+            "again.",
+            server=server,
+        )
     )
 
 
@@ -146,8 +171,22 @@ def _chunk(data: dict[str, Any], server: str) -> Chunk:
 
 def stream_failed(chunk: Chunk, server: str) -> EngineError:
     """The error of a stream that ended with finish_reason "error" (LMDeploy sends no reason with it)."""
-    detail = f" ({_sentence(chunk.error).rstrip('.')})" if chunk.error else ""
-    return RetryableError(f"The model server at {server} failed while answering{detail}; try again.")
+    return failed_while_answering(server, chunk.error or None)
+
+
+def failed_while_answering(server: str, reason: str | None) -> RetryableError:
+    """The server's failure in mid-answer, with its reason (None: it gave none; "": it gave an empty one)."""
+    if reason is None:
+        return RetryableError(
+            tr("The model server at {server} failed while answering; try again.", server=server)
+        )
+    return RetryableError(
+        tr(
+            "The model server at {server} failed while answering ({reason}); try again.",
+            server=server,
+            reason=_sentence(reason).rstrip("."),
+        )
+    )
 
 
 def _proxy_error(data: dict[str, Any], server: str, model: str) -> EngineError:
@@ -159,11 +198,19 @@ def _proxy_error(data: dict[str, Any], server: str, model: str) -> EngineError:
         )
     if code == PROXY_SERVICE_UNAVAILABLE:
         return Overloaded(
-            f"The proxy at {server} has no model server free now (error {code}); try again later."
+            tr(
+                "The proxy at {server} has no model server free now (error {code}); try again later.",
+                server=server,
+                code=code,
+            )
         )
     return TimedOut(
-        f"The proxy at {server} got no answer from its model server (error {code}: the node failed or timed "
-        "out); try again."
+        tr(
+            "The proxy at {server} got no answer from its model server (error {code}: the node failed or "
+            "timed out); try again.",
+            server=server,
+            code=code,
+        )
     )
 
 
