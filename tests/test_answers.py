@@ -23,9 +23,10 @@ from test_ui_api import send, wait_for
 
 from ixc_app.chat import ChatSettings, Conversation, add_user_message, new_conversation
 from ixc_app.chat import service as chat_service
+from ixc_app.chat.drafts import InputRejected
 from ixc_app.chat.preferences import Preferences
 from ixc_app.chat.runner import EngineRunner
-from ixc_app.chat.service import ChatService, InputRejected
+from ixc_app.chat.service import ChatService
 from ixc_app.ixc.tokenizer import Tokenizer
 from ixc_app.store import Store
 from ixc_app.ui.chat_handlers import ChatHandlers

@@ -13,10 +13,11 @@ from app_harness import app_settings
 from test_template import CHAT_META_TEXT as OFFICIAL
 
 from ixc_app.chat import ChatSettings, add_user_message, new_conversation, to_request
+from ixc_app.chat.drafts import InputRejected
 from ixc_app.chat.preferences import Preferences
 from ixc_app.chat.request import DEFAULT_META_INSTRUCTION
 from ixc_app.chat.runner import EngineRunner
-from ixc_app.chat.service import ChatService, InputRejected
+from ixc_app.chat.service import ChatService
 from ixc_app.config import Limits
 from ixc_app.engines.base import EngineCapabilities, GenerationParams
 from ixc_app.engines.remote.messages import DataUrls, chat_body

@@ -24,9 +24,11 @@ from ixc_app.chat import (
     set_feedback,
     start_answer,
 )
+from ixc_app.chat.drafts import InputRejected
 from ixc_app.chat.preferences import Preferences
 from ixc_app.chat.runner import EngineRunner
-from ixc_app.chat.service import ChatService, InputRejected, user_text
+from ixc_app.chat.service import ChatService
+from ixc_app.chat.text import user_text
 from ixc_app.engines.base import Delta, EngineCapabilities, Finished, Request, StreamItem
 from ixc_app.ixc.prompt import Turn
 from ixc_app.ixc.tokenizer import Tokenizer

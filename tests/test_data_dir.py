@@ -21,9 +21,10 @@ from test_store import ALICE, BOB, LIMITS, answered, open_store
 from test_ui_api import send
 
 from ixc_app.chat import ingest_upload, new_conversation
+from ixc_app.chat.drafts import InputRejected
 from ixc_app.chat.preferences import Preferences
 from ixc_app.chat.runner import EngineRunner
-from ixc_app.chat.service import ChatService, InputRejected
+from ixc_app.chat.service import ChatService
 from ixc_app.ixc.tokenizer import Tokenizer
 from ixc_app.media import MediaStore, StorageFull
 from ixc_app.media import store as media_store

@@ -10,7 +10,7 @@ from app_harness import RunningApp
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from ixc_app.chat.service import InputRejected
+from ixc_app.chat.drafts import InputRejected
 from ixc_app.config import Limits
 from ixc_app.i18n import speaking
 from ixc_app.i18n.labels import LABELS

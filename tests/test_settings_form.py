@@ -8,7 +8,7 @@ import inspect
 import pytest
 
 from ixc_app.chat import ChatSettings
-from ixc_app.chat.service import InputRejected
+from ixc_app.chat.drafts import InputRejected
 from ixc_app.config import Limits
 from ixc_app.engines.base import GenerationParams
 from ixc_app.ui.api import ChatApi

@@ -21,7 +21,8 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from ixc_app.chat.service import AnswerFailed, ChatService, Draft
+from ixc_app.chat.drafts import Draft
+from ixc_app.chat.service import AnswerFailed, ChatService
 from ixc_app.ui.errors import user_errors
 from ixc_app.ui.identity import Owners, format_handle
 from ixc_app.ui.settings_form import SETTING_NAMES, settings_from_form

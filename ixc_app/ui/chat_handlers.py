@@ -28,8 +28,10 @@ from ixc_app.chat import (
     with_settings,
 )
 from ixc_app.chat.display import pending_message
+from ixc_app.chat.drafts import Draft
 from ixc_app.chat.ingest import with_text_files
-from ixc_app.chat.service import ChatService, Draft, user_text
+from ixc_app.chat.service import ChatService
+from ixc_app.chat.text import user_text
 from ixc_app.i18n import tr
 from ixc_app.ui.errors import user_errors
 from ixc_app.ui.examples import Example

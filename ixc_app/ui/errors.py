@@ -20,7 +20,7 @@ from typing import Any
 import gradio as gr
 
 from ixc_app.chat import ContextBudgetExceeded, ConversationError
-from ixc_app.chat.service import InputRejected
+from ixc_app.chat.drafts import InputRejected
 from ixc_app.compose.article_store import ArticleNotFound
 from ixc_app.compose.errors import ComposeFailed, ComposeRejected
 from ixc_app.engines.base import EngineError

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ixc_app.chat import ChatSettings
+from ixc_app.chat.drafts import InputRejected
 from ixc_app.chat.request import DEFAULT_META_INSTRUCTION, custom_meta_instruction
-from ixc_app.chat.service import InputRejected
 from ixc_app.config import Limits
 from ixc_app.engines.base import GenerationParams
 from ixc_app.i18n import tr
