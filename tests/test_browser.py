@@ -28,7 +28,10 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    "--lang=en-US",
 ]
+"""The flags the guide gives for Chromium here, and English as the browser's language: the page follows it
+(`test_browser_language.py` sets other languages per context), so every other test reads English."""
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 QUESTION = "Compare these two pictures."
 EMPTY_LIST = "Your conversations will be listed here."
