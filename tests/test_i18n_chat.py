@@ -56,7 +56,7 @@ def test_a_refused_message_is_said_in_the_requests_language(tmp_path: Path) -> N
     with speaking("zh"), pytest.raises(InputRejected) as refused:
         service.check_draft(Draft("x" * (service.limits.max_text_chars + 1)), None)
     assert f"{service.limits.max_text_chars + 1:,} 个字符" in str(refused.value)
-    with pytest.raises(InputRejected, match="^The message is empty; type a question"):
+    with pytest.raises(InputRejected, match=r"^The message is empty; type a question"):
         service.check_draft(Draft(""), None)
     with speaking("zh"), pytest.raises(ConversationNotFound, match="找不到此对话"):
         service.open(OWNER, "no-such-conversation")
