@@ -111,6 +111,12 @@ def test_ixc_imports_nothing_of_the_app_but_itself() -> None:
     assert violations(("ixc_app.ixc",), ("ixc_app",), allowed=("ixc_app.ixc",)) == []
 
 
+def test_i18n_imports_nothing_of_the_app_so_every_layer_may_speak() -> None:
+    """Every layer says its sentences through `ixc_app.i18n`, so it must stay a leaf: no app module, no
+    Gradio (the UI tells it where the request's language is read)."""
+    assert violations(("ixc_app.i18n",), ("ixc_app", "gradio", "torch"), allowed=("ixc_app.i18n",)) == []
+
+
 def test_media_imports_only_the_ixc_facts() -> None:
     assert (
         violations(
