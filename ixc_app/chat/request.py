@@ -59,7 +59,9 @@ def image_ref(item: MediaItem, media_path: MediaPath) -> ImageRef:
     """What the model sees of a media item: the image itself, or a video's composite strip."""
     if item.kind == "video":
         if not (item.strip_key and item.strip_width and item.strip_height):
-            raise ConversationError(f"The video '{item.name}' has no frame strip; attach it again.")
+            raise ConversationError(
+                tr("The video '{name}' has no frame strip; attach it again.", name=item.name)
+            )
         return ImageRef(
             key=item.strip_key,
             path=str(media_path(item.strip_key)),

@@ -72,6 +72,7 @@ CHAT_ZH: dict[str, str] = {
         "这条消息需要 {needed} 个 token（其中 {image_tokens} 个用于图片），另需为回答预留 {reserved} 个，"
         "超过了 {limit} 的上下文上限：请减少图片、降低图片细节（hd_num）、缩短文字或调低最大回答长度。"
     ),
+    "The video '{name}' has no frame strip; attach it again.": "视频“{name}”没有帧图；请重新附加。",
     # chat.ingest: how far an attachment is
     "checking": "检查中",
     "ready": "就绪",
