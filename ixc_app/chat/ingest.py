@@ -27,7 +27,8 @@ from ixc_app.media import (
     VideoError,
     video_composite,
 )
-from ixc_app.media.validate import TextTooLong, is_text_file, read_text_file
+from ixc_app.media.refusals import TextTooLong
+from ixc_app.media.validate import is_text_file, read_text_file
 
 log = logging.getLogger(__name__)
 

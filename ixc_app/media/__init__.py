@@ -1,6 +1,7 @@
 """Uploads, validated once and kept by content: the only way an image or video reaches the rest of the app.
 
-- `validate`: what a file is, judged by its bytes, and the typed one-sentence refusals (`MediaRejected`).
+- `validate`: what a file is, judged by its bytes.
+- `refusals`: the typed one-sentence refusals (`MediaRejected`), in the request's language.
 - `images`: stored images as RGB pixels the way the model sees them (`load_rgb`); the function the engines
   receive to read images, so they import nothing of the app.
 - `probe`: opening a video with PyAV and reading what it is (the upload check).
@@ -11,16 +12,13 @@
 from ixc_app.media.frames import FrameProgress, VideoCompositeInfo, video_composite
 from ixc_app.media.images import IMAGE_FORMATS, load_rgb, to_rgb
 from ixc_app.media.probe import VideoError, VideoInfo, probe_video
-from ixc_app.media.store import VIDEO_STRIP, MediaEntry, MediaStore, StoredMedia
-from ixc_app.media.validate import (
+from ixc_app.media.refusals import (
     CorruptImage,
     DecompressionBomb,
     EmptyFile,
     FileTooLarge,
     ImageTooLarge,
-    MediaInfo,
     MediaKind,
-    MediaLimits,
     MediaNotFound,
     MediaRejected,
     NotMedia,
@@ -29,8 +27,9 @@ from ixc_app.media.validate import (
     UnreadableVideo,
     VideoTooLarge,
     VideoTooLong,
-    inspect_media,
 )
+from ixc_app.media.store import VIDEO_STRIP, MediaEntry, MediaStore, StoredMedia
+from ixc_app.media.validate import MediaInfo, MediaLimits, inspect_media
 
 __all__ = [
     "IMAGE_FORMATS",

@@ -29,15 +29,8 @@ from PIL import Image
 
 from ixc_app.media.images import load_rgb, to_rgb
 from ixc_app.media.probe import VideoInfo
-from ixc_app.media.validate import (
-    MediaKind,
-    MediaLimits,
-    MediaNotFound,
-    MediaRejected,
-    StorageFull,
-    inspect_media,
-    precheck,
-)
+from ixc_app.media.refusals import MediaKind, MediaNotFound, MediaRejected, StorageFull
+from ixc_app.media.validate import MediaLimits, inspect_media, precheck
 
 log = logging.getLogger(__name__)
 

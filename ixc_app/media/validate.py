@@ -1,27 +1,37 @@
-"""Upload validation: what a file is, judged by its bytes, and the typed one-sentence refusals.
+"""Upload validation: what a file is, judged by its bytes (its refusals are `refusals`).
 
 An upload is judged by its bytes, never its name: images are whatever Pillow recognises among the formats of
 `images.IMAGE_FORMATS`, videos whatever starts like a video container and then plays for PyAV. Everything that
 can be checked from a header (emptiness, byte size, pixel count, container) is checked before any pixels are
 decoded; then an image is decoded in full once, so a damaged or cut-off file is refused at upload instead of
-failing (or, with LMDeploy, silently turning into a black square) in the middle of a chat. Each refusal is a
-`MediaRejected` subclass whose text is one sentence for the user.
+failing (or, with LMDeploy, silently turning into a black square) in the middle of a chat.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from PIL import Image, UnidentifiedImageError
 
 from ixc_app.media.images import IMAGE_FORMATS, decode_image
 from ixc_app.media.probe import VideoInfo, probe_video
-
-MediaKind = Literal["image", "video"]
+from ixc_app.media.refusals import (
+    CorruptImage,
+    DecompressionBomb,
+    EmptyFile,
+    FileTooLarge,
+    ImageTooLarge,
+    MediaKind,
+    NotMedia,
+    NotText,
+    TextFileTooLarge,
+    TruncatedImage,
+    UnreadableVideo,
+    VideoTooLarge,
+    VideoTooLong,
+)
 
 _HEAD_BYTES = 512
 # Deflate cannot expand data more than ~1032:1 and JPEG needs bits for every 8x8 block, so a file declaring
@@ -29,150 +39,6 @@ _HEAD_BYTES = 512
 _BOMB_PIXELS_PER_BYTE = 1024
 _NON_VIDEO_BRANDS = (b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
 _ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
-
-
-class MediaRejected(ValueError):
-    """An upload that cannot be used. `str()` is one sentence for the user: what was wrong, what to do."""
-
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(message)
-        self.name = name
-
-
-class StorageFull(MediaRejected):
-    """No room for an upload: the data dir's bound (`used`, `limit` in bytes) or the disk itself is full."""
-
-    def __init__(self, used: int | None = None, limit: int | None = None) -> None:
-        if limit is None:
-            message = (
-                "The server's disk is full, so the file could not be stored; send your message without "
-                "attachments, or try again later."
-            )
-        else:
-            message = (
-                f"The server's storage for uploads is full ({(used or 0) / 1024**2:.1f} MB of "
-                f"{limit / 1024**2:.1f} MB used); delete conversations you no longer need, or send your "
-                "message without attachments."
-            )
-        super().__init__("", message)
-
-
-class EmptyFile(MediaRejected):
-    def __init__(self, name: str) -> None:
-        super().__init__(name, f"'{name}' is empty (0 bytes); upload the file again.")
-
-
-class FileTooLarge(MediaRejected):
-    def __init__(self, name: str, size: int, limit: int, kind: MediaKind) -> None:
-        super().__init__(
-            name,
-            f"'{name}' is {_bytes(size)}, over the {_bytes(limit)} limit for {kind}s; upload a smaller file.",
-        )
-
-
-class NotMedia(MediaRejected):
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            name,
-            f"'{name}' is not an image or a video that can be read here; upload a JPEG, PNG, WebP, GIF, BMP "
-            "or TIFF image, or an MP4, WebM, MKV, MOV or AVI video.",
-        )
-
-
-class CorruptImage(MediaRejected):
-    def __init__(self, name: str, image_format: str, message: str | None = None) -> None:
-        default = (
-            f"'{name}' is a damaged {image_format} image that cannot be decoded; upload the original again."
-        )
-        super().__init__(name, message or default)
-
-
-class TruncatedImage(CorruptImage):
-    def __init__(self, name: str, image_format: str) -> None:
-        super().__init__(
-            name,
-            image_format,
-            f"'{name}' is incomplete (its {image_format} data ends early, as after an interrupted transfer); "
-            "upload the complete file again.",
-        )
-
-
-class DecompressionBomb(MediaRejected):
-    def __init__(self, name: str, max_pixels: int) -> None:
-        super().__init__(
-            name,
-            f"'{name}' declares an image too large to open safely (a possible decompression bomb); upload an "
-            f"ordinary image of at most {_megapixels(max_pixels)} megapixels.",
-        )
-
-
-class ImageTooLarge(MediaRejected):
-    def __init__(self, name: str, width: int, height: int, max_pixels: int) -> None:
-        super().__init__(
-            name,
-            f"'{name}' is {width}x{height} pixels ({_megapixels(width * height)} megapixels), over the "
-            f"{_megapixels(max_pixels)}-megapixel limit; scale it down and upload it again.",
-        )
-
-
-class VideoTooLarge(MediaRejected):
-    def __init__(self, name: str, width: int, height: int, max_pixels: int) -> None:
-        super().__init__(
-            name,
-            f"'{name}' has {width}x{height}-pixel frames ({_megapixels(width * height)} megapixels), over "
-            f"the {_megapixels(max_pixels)}-megapixel limit; scale the video down and upload it again.",
-        )
-
-
-class UnreadableVideo(MediaRejected):
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            name,
-            f"'{name}' could not be played as a video (it is damaged, has no video frames or uses a format "
-            "that cannot be decoded); convert it to MP4 (H.264) and upload it again.",
-        )
-
-
-class VideoTooLong(MediaRejected):
-    def __init__(self, name: str, duration_s: float, max_seconds: float) -> None:
-        super().__init__(
-            name,
-            f"'{name}' is {math.ceil(duration_s)} seconds long, over the {max_seconds:g}-second limit; "
-            "trim it and upload it again.",
-        )
-
-
-class NotText(MediaRejected):
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            name, f"'{name}' is not UTF-8 text; save it as UTF-8 (plain text) and attach it again."
-        )
-
-
-class TextTooLong(MediaRejected):
-    def __init__(self, name: str, length: int, limit: int) -> None:
-        super().__init__(
-            name,
-            f"With the text of '{name}' the message is {length:,} characters long, over the limit of "
-            f"{limit:,}; attach a shorter file or paste the part that matters.",
-        )
-
-
-class TextFileTooLarge(MediaRejected):
-    def __init__(self, name: str, size: int, limit: int) -> None:
-        super().__init__(
-            name,
-            f"'{name}' is {_bytes(size)}, more text than a message may hold ({limit:,} characters); attach a "
-            "shorter file or paste the part that matters.",
-        )
-
-
-class MediaNotFound(LookupError):
-    """A key the store does not hold (never uploaded, or evicted since)."""
-
-    def __init__(self, key: str) -> None:
-        super().__init__(f"The file {key[:12]} is no longer stored; attach it again.")
-        self.key = key
 
 
 TEXT_EXTENSIONS = frozenset((
@@ -204,17 +70,6 @@ def read_text_file(path: Path, name: str, max_chars: int) -> str:
     if "\x00" in text:
         raise NotText(name)
     return text
-
-
-def _bytes(n: int) -> str:
-    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if n >= factor:
-            return f"{n / factor:.1f}".removesuffix(".0") + f" {unit}"
-    return f"{n} bytes"
-
-
-def _megapixels(pixels: int) -> str:
-    return f"{pixels / 1e6:.3g}"
 
 
 @dataclass(frozen=True)
