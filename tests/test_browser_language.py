@@ -14,6 +14,8 @@ from app_harness import RunningApp
 from test_browser import browser, shot  # noqa: F401 (the fixture)
 from test_chat_browser import toast
 
+from ixc_app.compose.strings import STRINGS
+from ixc_app.compose.strings_zh import STRINGS_ZH
 from ixc_app.i18n import CATALOGUES
 from ixc_app.i18n.labels import LABELS
 
@@ -24,7 +26,7 @@ NEW_CONVERSATION = "chat.new"
 
 
 def text(key: str, language: str) -> str:
-    english, chinese = LABELS[key]
+    english, chinese = LABELS[key] if key in LABELS else (STRINGS[key], STRINGS_ZH[key])
     return english if language == "en" else chinese
 
 
@@ -44,6 +46,7 @@ def shows(page: Any, language: str) -> None:
     empty list's hint is written by the page's load event, so it is there once the load has run)."""
     page.locator("#conversation-list").get_by_text(text("chat.list_empty", language)).wait_for()
     page.locator("#new-conversation").get_by_text(text(NEW_CONVERSATION, language), exact=True).wait_for()
+    page.get_by_role("tab", name=text("ui.tab", language)).wait_for()
     switch = page.locator("#language-switch")
     switch.get_by_label("English" if language == "en" else "中文").wait_for()
     assert switch.locator("input:checked").get_attribute("value") == language
@@ -70,3 +73,14 @@ def test_the_browsers_language_then_the_switch_and_a_reload(
 
     page.reload()
     shows(page, other)
+
+
+def test_the_composer_in_chinese(app: RunningApp, browser: Any) -> None:  # noqa: F811
+    page = open_in(browser, app, "zh-CN")
+    page.get_by_role("tab", name=text("ui.tab", "zh")).click()
+    page.locator("#compose").get_by_text(text("ui.compose", "zh"), exact=True).wait_for()
+    page.locator("#edit-action").get_by_label(text("action.rewrite", "zh")).wait_for()
+    page.locator("#compose-status").get_by_text(text("ui.idle", "zh")).wait_for()
+    page.locator("#compose").click()  # no instruction yet
+    toast(page, STRINGS_ZH["error.empty_instruction"])
+    shot(page, "language-zh-CN-composer", full_page=False)

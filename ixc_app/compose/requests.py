@@ -61,10 +61,11 @@ class Planner:
         return tuple(notes)
 
     def engine_notes(self) -> tuple[str, ...]:
-        """What this engine lacks that the writing settings offer, said once in the settings panel."""
-        notes = [say("note.base_mode")] if self.mode != "write" else []
+        """What this engine lacks that the writing settings offer, said once in the settings panel: the
+        notes' keys in `strings.STRINGS` (the page shows them as static text, in its language)."""
+        notes = ["note.base_mode"] if self.mode != "write" else []
         if not self.capabilities.supports_beam_search:
-            notes.append(say("note.beam_search"))
+            notes.append("note.beam_search")
         return tuple(notes)
 
     def params(self, settings: WritingSettings, max_new_tokens: int, *, writing: bool) -> GenerationParams:

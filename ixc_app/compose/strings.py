@@ -1,9 +1,14 @@
-"""Every sentence the composer shows a user, in one table, so that it can be routed through translation.
+"""Every sentence the composer shows a user, in one table, with its Chinese by the same key (`strings_zh`).
 
-`say(key, **values)` formats one of them. The UI's labels are here too (keys starting with `ui.`).
+`say(key, **values)` formats one of them in the language of the request being answered
+(`ixc_app.i18n.current_language`). The UI's labels are here too (keys starting with `ui.`); those without
+placeholders are also the page's static text (`ui.language.word`), which Gradio's frontend translates live.
 """
 
 from __future__ import annotations
+
+from ixc_app.compose.strings_zh import STRINGS_ZH
+from ixc_app.i18n import current_language
 
 STRINGS: dict[str, str] = {
     # Steps, as the status line names them
@@ -32,7 +37,7 @@ STRINGS: dict[str, str] = {
     "note.no_beams": (
         "This engine has no beam search, so the article is sampled instead ({beams} beams asked)."
     ),
-    "note.beam_search": "It has no beam search: more than one beam is sampled instead.",
+    "note.beam_search": "This engine has no beam search: more than one beam is sampled instead.",
     "note.no_images": (
         "There are no images to illustrate with: add images to your library or attach reference "
         "images, then run the image steps again."
@@ -54,6 +59,14 @@ STRINGS: dict[str, str] = {
     "note.context_select_none": (
         "The choice for paragraph {n} does not fit the model's context; the first candidate was taken."
     ),
+    # Edits of a paragraph, as the Change choice names them
+    "action.rewrite": "rewrite",
+    "action.expand": "expand",
+    "action.shorten": "shorten",
+    "action.insert_before": "insert_before",
+    "action.insert_after": "insert_after",
+    "action.replace_text": "replace_text",
+    "action.delete": "delete",
     # Errors
     "error.empty_instruction": (
         "The instruction is empty; describe the article you want, or paste an outline."
@@ -117,7 +130,6 @@ STRINGS: dict[str, str] = {
     "ui.compose": "Compose",
     "ui.continue": "Continue",
     "ui.stop": "Stop",
-    "ui.restart_step": "Run again from",
     "ui.restart": "Run from this step",
     "ui.outline": "Outline (editable)",
     "ui.draft": "Draft (editable; one paragraph per line)",
@@ -149,13 +161,9 @@ STRINGS: dict[str, str] = {
     "ui.library_progress": "Captioning: {done} of {total} ({made} just now)…",
     "ui.idle": "Write an instruction and press Compose.",
     "ui.paused": "Paused before {step}: edit what you like, then Continue.",
-    "ui.capabilities": "**This engine:** {notes}",
 }
 
 
 def say(key: str, **values: object) -> str:
-    return STRINGS[key].format(**values)
-
-
-STRINGS_ZH: dict[str, str] = {}
-"""The Chinese of every `STRINGS` entry, by the same key and with the same `{placeholders}`."""
+    table = STRINGS_ZH if current_language() == "zh" else STRINGS
+    return table[key].format(**values)

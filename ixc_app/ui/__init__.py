@@ -54,13 +54,13 @@ def build_app(services: Services) -> gr.Blocks:
     with gr.Blocks(title="IXC-2.5 Studio", delete_cache=UPLOAD_CACHE_SWEEP, analytics_enabled=False) as demo:
         switch = header(capabilities.is_demo_model, hf_oauth=settings.hf_oauth)
         with gr.Tabs():
-            with gr.Tab(word("app.tab_chat"), id="chat"):
+            with gr.Tab(word("app.tab_chat"), id="chat") as chat:
                 view = chat_tab(settings, service.default_settings(), examples)
             composer = services.compose
             compose_view = composer_tab(
                 composer.default_settings(), settings.limits.max_new_tokens, composer.planner.engine_notes()
             )
-        wire_language(demo, switch)
+        wire_language(demo, switch, {chat: word("app.tab_chat"), compose_view.tab: word("ui.tab")})
         wire_chat(demo, view, handlers, ChatApi(service, owners), capabilities.max_concurrency)
         wire_transfer(view, TransferHandlers(handlers))
         compose_handlers = ComposeHandlers(composer, owners)

@@ -19,6 +19,7 @@ from ixc_app.compose.strings import say
 from ixc_app.ui.compose_layout import FORM_NAMES
 from ixc_app.ui.errors import user_errors
 from ixc_app.ui.identity import Owners, is_token
+from ixc_app.ui.language import word
 
 
 def article_id_of(state: Any) -> str:
@@ -99,7 +100,7 @@ class ComposeHandlers:
         return gr.Radio(
             choices=[(s.title, s.id) for s in summaries],
             value=current or None,
-            info=None if summaries else say("ui.articles_empty"),
+            info=None if summaries else word("ui.articles_empty"),
         )
 
     def _current(self, owner: str, state: Any) -> Article | None:

@@ -11,7 +11,7 @@ from ixc_app.compose.article import STEPS, WritingSettings
 from ixc_app.compose.editing import EDIT_ACTIONS
 from ixc_app.compose.options import MAX_BEAMS, MAX_IMAGES, MAX_REPETITION_PENALTY
 from ixc_app.compose.service import EXPORT_FORMATS
-from ixc_app.compose.strings import say
+from ixc_app.ui.language import word
 
 FORM_NAMES = (
     "n_images",
@@ -26,6 +26,26 @@ FORM_NAMES = (
     "use_meta",
 )
 """The request's settings, in the order handlers and the `/compose` API receive them."""
+STEP_NAMES = {
+    "outline": word("step.outline"),
+    "draft": word("step.draft"),
+    "slots": word("step.slots"),
+    "captions": word("step.captions"),
+    "candidates": word("step.candidates"),
+    "select": word("step.select"),
+}
+ACTION_NAMES = {
+    "rewrite": word("action.rewrite"),
+    "expand": word("action.expand"),
+    "shorten": word("action.shorten"),
+    "insert_before": word("action.insert_before"),
+    "insert_after": word("action.insert_after"),
+    "replace_text": word("action.replace_text"),
+    "delete": word("action.delete"),
+}
+ENGINE_NOTES = {"note.base_mode": word("note.base_mode"), "note.beam_search": word("note.beam_search")}
+"""The composer's names and notes as the page's static text (translated live by the page), by what the
+composer calls them."""
 
 
 @dataclass(frozen=True)
@@ -98,17 +118,17 @@ def _form(defaults: WritingSettings, visible: bool = True) -> list[gr.components
         gr.Dropdown(
             ["auto", *(str(n) for n in range(1, MAX_IMAGES + 1))],
             value="auto",
-            label=say("ui.n_images"),
-            info=say("ui.n_images_info"),
+            label=word("ui.n_images"),
+            info=word("ui.n_images_info"),
             elem_id="compose-n-images",
         )
         if visible
         else gr.Textbox("auto", label="n_images", visible=False),
-        gr.Number(0, precision=0, minimum=0, label=say("ui.target_length") if visible else "target_length",
+        gr.Number(0, precision=0, minimum=0, label=word("ui.target_length") if visible else "target_length",
                   visible=visible),
-        gr.Checkbox(defaults.plan_first, label=say("ui.plan_first") if visible else "plan_first",
+        gr.Checkbox(defaults.plan_first, label=word("ui.plan_first") if visible else "plan_first",
                     visible=visible),
-        gr.Checkbox(defaults.llm_only, label=say("ui.llm_only") if visible else "llm_only", visible=visible),
+        gr.Checkbox(defaults.llm_only, label=word("ui.llm_only") if visible else "llm_only", visible=visible),
     ]  # fmt: skip
 
 
@@ -117,17 +137,17 @@ def _writing_form(
 ) -> list[gr.components.Component]:
     """The writing settings, the rest of `FORM_NAMES`."""
     return [
-        gr.Checkbox(defaults.sampling, label=say("ui.sampling") if visible else "sampling", visible=visible),
+        gr.Checkbox(defaults.sampling, label=word("ui.sampling") if visible else "sampling", visible=visible),
         gr.Slider(1, MAX_BEAMS, value=defaults.num_beams, step=1,
-                  label=say("ui.beams") if visible else "num_beams",
-                  info=say("ui.beams_info") if visible else None, visible=visible),
+                  label=word("ui.beams") if visible else "num_beams",
+                  info=word("ui.beams_info") if visible else None, visible=visible),
         gr.Slider(1.0, MAX_REPETITION_PENALTY, value=defaults.repetition_penalty, step=0.005,
-                  label=say("ui.repetition") if visible else "repetition_penalty", visible=visible),
+                  label=word("ui.repetition") if visible else "repetition_penalty", visible=visible),
         gr.Slider(1, max_tokens, value=defaults.max_new_tokens, step=1,
-                  label=say("ui.max_tokens") if visible else "max_new_tokens", visible=visible,
+                  label=word("ui.max_tokens") if visible else "max_new_tokens", visible=visible,
                   elem_id="compose-max-tokens" if visible else None),
-        gr.Number(-1, precision=0, label=say("ui.seed") if visible else "seed", visible=visible),
-        gr.Checkbox(defaults.use_meta, label=say("ui.use_meta") if visible else "use_meta", visible=visible),
+        gr.Number(-1, precision=0, label=word("ui.seed") if visible else "seed", visible=visible),
+        gr.Checkbox(defaults.use_meta, label=word("ui.use_meta") if visible else "use_meta", visible=visible),
     ]  # fmt: skip
 
 
@@ -151,87 +171,86 @@ def api_ports(defaults: WritingSettings, max_tokens: int) -> ComposeApiPorts:
         )
 
 
-def composer_tab(
-    defaults: WritingSettings, max_tokens: int, capability_notes: tuple[str, ...]
-) -> ComposerView:
-    with gr.Tab(say("ui.tab"), id="composer") as tab:
+def composer_tab(defaults: WritingSettings, max_tokens: int, engine_notes: tuple[str, ...]) -> ComposerView:
+    with gr.Tab(word("ui.tab"), id="composer") as tab:
         article = gr.BrowserState(None, storage_key="ixc-studio-article")
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=240, elem_classes="sidebar-column"):
-                new = gr.Button(say("ui.new"), variant="primary", elem_id="new-article")
-                articles = gr.Radio([], label=say("ui.articles"), elem_classes="conversation-list",
+                new = gr.Button(word("ui.new"), variant="primary", elem_id="new-article")
+                articles = gr.Radio([], label=word("ui.articles"), elem_classes="conversation-list",
                                     elem_id="article-list")  # fmt: skip
-                with gr.Accordion(say("ui.manage"), open=False):
-                    title = gr.Textbox(label=say("ui.name"), max_lines=1, elem_id="article-title")
+                with gr.Accordion(word("ui.manage"), open=False):
+                    title = gr.Textbox(label=word("ui.name"), max_lines=1, elem_id="article-title")
                     with gr.Row():
-                        rename = gr.Button(say("ui.rename"), size="sm")
+                        rename = gr.Button(word("ui.rename"), size="sm")
                         delete = gr.Button(
-                            say("ui.delete"), size="sm", variant="stop", elem_id="delete-article"
+                            word("ui.delete"), size="sm", variant="stop", elem_id="delete-article"
                         )
-                with gr.Accordion(say("ui.library"), open=False, elem_id="library"):
-                    library_files = gr.File(label=say("ui.library_files"), file_count="multiple",
+                with gr.Accordion(word("ui.library"), open=False, elem_id="library"):
+                    library_files = gr.File(label=word("ui.library_files"), file_count="multiple",
                                             file_types=["image"], type="filepath")  # fmt: skip
                     with gr.Row():
-                        library_add = gr.Button(say("ui.library_add"), size="sm")
-                        library_index = gr.Button(say("ui.library_index"), size="sm", elem_id="library-index")
-                        library_stop = gr.Button(say("ui.library_stop"), size="sm", variant="stop")
+                        library_add = gr.Button(word("ui.library_add"), size="sm")
+                        library_index = gr.Button(
+                            word("ui.library_index"), size="sm", elem_id="library-index"
+                        )
+                        library_stop = gr.Button(word("ui.library_stop"), size="sm", variant="stop")
                     library_status = gr.Markdown(elem_id="library-status")
             with gr.Column(scale=4):
-                instruction = gr.Textbox(label=say("ui.instruction"), lines=4, elem_id="compose-instruction",
-                                         placeholder=say("ui.instruction_placeholder"))  # fmt: skip
-                with gr.Accordion(say("ui.references"), open=False):
+                instruction = gr.Textbox(label=word("ui.instruction"), lines=4, elem_id="compose-instruction",
+                                         placeholder=word("ui.instruction_placeholder"))  # fmt: skip
+                with gr.Accordion(word("ui.references"), open=False):
                     references = gr.File(file_count="multiple", file_types=["image"], type="filepath",
                                          show_label=False, elem_id="compose-references")  # fmt: skip
                 with gr.Row():
                     form = _form(defaults)
-                    step_by_step = gr.Checkbox(False, label=say("ui.step_by_step"))
-                with gr.Accordion(say("ui.settings"), open=False, elem_id="writing-settings"):
+                    step_by_step = gr.Checkbox(False, label=word("ui.step_by_step"))
+                with gr.Accordion(word("ui.settings"), open=False, elem_id="writing-settings"):
                     with gr.Row():
                         form += _writing_form(defaults, max_tokens)
-                    if capability_notes:
-                        gr.Markdown(
-                            say("ui.capabilities", notes=" ".join(capability_notes)), elem_classes="hint"
-                        )
+                    for note in engine_notes:
+                        gr.Markdown(ENGINE_NOTES[note], elem_classes="hint")
                 with gr.Row():
-                    compose = gr.Button(say("ui.compose"), variant="primary", elem_id="compose")
-                    resume = gr.Button(say("ui.continue"), elem_id="compose-continue")
-                    stop = gr.Button(say("ui.stop"), variant="stop", elem_id="compose-stop")
+                    compose = gr.Button(word("ui.compose"), variant="primary", elem_id="compose")
+                    resume = gr.Button(word("ui.continue"), elem_id="compose-continue")
+                    stop = gr.Button(word("ui.stop"), variant="stop", elem_id="compose-stop")
                     restart_step = gr.Dropdown(
-                        [(say(f"step.{s}"), s) for s in STEPS], value="draft", show_label=False, scale=1
+                        [(STEP_NAMES[s], s) for s in STEPS], value="draft", show_label=False, scale=1
                     )
-                    restart = gr.Button(say("ui.restart"), elem_id="compose-restart")
-                status = gr.Markdown(say("ui.idle"), elem_id="compose-status")
-                with gr.Accordion(say("ui.text_steps"), open=False, elem_id="text-steps"):
-                    outline = gr.Textbox(label=say("ui.outline"), lines=6, elem_id="compose-outline")
-                    draft = gr.Textbox(label=say("ui.draft"), lines=8, elem_id="compose-draft")
-                preview = gr.HTML(label=say("ui.preview"), elem_id="article-preview")
-                with gr.Accordion(say("ui.edit"), open=True, elem_id="article-edit"):
+                    restart = gr.Button(word("ui.restart"), elem_id="compose-restart")
+                status = gr.Markdown(word("ui.idle"), elem_id="compose-status")
+                with gr.Accordion(word("ui.text_steps"), open=False, elem_id="text-steps"):
+                    outline = gr.Textbox(label=word("ui.outline"), lines=6, elem_id="compose-outline")
+                    draft = gr.Textbox(label=word("ui.draft"), lines=8, elem_id="compose-draft")
+                preview = gr.HTML(label=word("ui.preview"), elem_id="article-preview")
+                with gr.Accordion(word("ui.edit"), open=True, elem_id="article-edit"):
                     with gr.Row():
-                        paragraph = gr.Number(1, precision=0, minimum=1, label=say("ui.paragraph"), scale=1,
+                        paragraph = gr.Number(1, precision=0, minimum=1, label=word("ui.paragraph"), scale=1,
                                               elem_id="edit-paragraph")  # fmt: skip
-                        action = gr.Radio(list(EDIT_ACTIONS), value="rewrite", label=say("ui.action"),
-                                          scale=4, elem_id="edit-action")  # fmt: skip
-                    edit_text = gr.Textbox(label=say("ui.edit_text"), lines=2, elem_id="edit-text")
+                        action = gr.Radio([(ACTION_NAMES[a], a) for a in EDIT_ACTIONS], value="rewrite",
+                                          label=word("ui.action"), scale=4,
+                                          elem_id="edit-action")  # fmt: skip
+                    edit_text = gr.Textbox(label=word("ui.edit_text"), lines=2, elem_id="edit-text")
                     with gr.Row():
-                        apply = gr.Button(say("ui.apply"), variant="primary", elem_id="edit-apply")
-                        up = gr.Button(say("ui.up"))
-                        down = gr.Button(say("ui.down"))
-                        undo = gr.Button(say("ui.undo"), elem_id="edit-undo")
-                        redo = gr.Button(say("ui.redo"), elem_id="edit-redo")
+                        apply = gr.Button(word("ui.apply"), variant="primary", elem_id="edit-apply")
+                        up = gr.Button(word("ui.up"))
+                        down = gr.Button(word("ui.down"))
+                        undo = gr.Button(word("ui.undo"), elem_id="edit-undo")
+                        redo = gr.Button(word("ui.redo"), elem_id="edit-redo")
                     with gr.Row():
-                        caption = gr.Textbox(label=say("ui.caption"), scale=4, elem_id="edit-caption")
-                        search = gr.Button(say("ui.search"), scale=1, elem_id="edit-search")
-                    gallery = gr.Gallery(label=say("ui.gallery"), columns=4, height="auto",
+                        caption = gr.Textbox(label=word("ui.caption"), scale=4, elem_id="edit-caption")
+                        search = gr.Button(word("ui.search"), scale=1, elem_id="edit-search")
+                    gallery = gr.Gallery(label=word("ui.gallery"), columns=4, height="auto",
                                          allow_preview=False, elem_id="edit-gallery")  # fmt: skip
                     with gr.Row():
-                        remove_image = gr.Button(say("ui.remove_image"), elem_id="edit-remove-image")
-                        upload_image = gr.File(label=say("ui.upload_image"), file_types=["image"],
+                        remove_image = gr.Button(word("ui.remove_image"), elem_id="edit-remove-image")
+                        upload_image = gr.File(label=word("ui.upload_image"), file_types=["image"],
                                                type="filepath", height=90)  # fmt: skip
                 with gr.Row():
-                    export_format = gr.Radio(list(EXPORT_FORMATS), value="html", label=say("ui.format"))
-                    export = gr.Button(say("ui.export"), elem_id="export")
+                    export_format = gr.Radio(list(EXPORT_FORMATS), value="html", label=word("ui.format"))
+                    export = gr.Button(word("ui.export"), elem_id="export")
                     export_file = gr.File(
-                        label=say("ui.export_file"), interactive=False, elem_id="export-file"
+                        label=word("ui.export_file"), interactive=False, elem_id="export-file"
                     )
         ports = api_ports(defaults, max_tokens)
     return ComposerView(

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 import gradio as gr
 from gradio.context import LocalContext
 
-from ixc_app.compose.strings import STRINGS, STRINGS_ZH
+from ixc_app.compose.strings import STRINGS
+from ixc_app.compose.strings_zh import STRINGS_ZH
 from ixc_app.config import Limits
 from ixc_app.i18n import LANGUAGES, pick_language, set_language_source
 from ixc_app.i18n.labels import LABELS
@@ -70,21 +71,25 @@ def static_values(limits: Limits) -> dict[str, object]:
     }
 
 
+def composer_texts() -> dict[str, tuple[str, str]]:
+    """The composer's strings that are static text (no placeholders: those the composer fills in when it
+    says them), by key: (English, Chinese)."""
+    return {key: (text, STRINGS_ZH[key]) for key, text in STRINGS.items() if "{" not in text}
+
+
 def translations(values: Mapping[str, object]) -> gr.I18n:
-    """Every static text in both languages, `values` (the limits a hint names) filled in where a text asks.
-    The composer's `ui.` strings are the composer's own (`compose.strings`), some filled in by it later, so
-    they go as they are."""
+    """Every static text in both languages, `values` (the limits a hint names) filled in where a text asks."""
     labels = {key: (en.format_map(values), zh.format_map(values)) for key, (en, zh) in LABELS.items()}
-    compose = {key: (text, STRINGS_ZH[key]) for key, text in STRINGS.items() if key.startswith("ui.")}
-    texts = {**labels, **compose}
+    texts = {**labels, **composer_texts()}
     return gr.I18n(
         en={key: en for key, (en, _zh) in texts.items()}, zh={key: zh for key, (_en, zh) in texts.items()}
     )
 
 
 def word(key: str) -> gr.i18n.I18nData:
-    """Static text named by `key` (`labels.LABELS`, or a composer `ui.` string), in the page's language."""
-    if key not in LABELS and not (key.startswith("ui.") and key in STRINGS):
+    """Static text named by `key` (`labels.LABELS`, or a composer string without placeholders), in the
+    page's language."""
+    if key not in LABELS and key not in composer_texts():
         raise KeyError(f"no static text is named {key!r}")
     return gr.i18n.I18nData(key)
 
@@ -103,7 +108,16 @@ def language_switch() -> gr.Radio:
     )
 
 
-def wire_language(demo: gr.Blocks, switch: gr.Radio) -> None:
+def wire_language(demo: gr.Blocks, switch: gr.Radio, tabs: Mapping[gr.Tab, gr.i18n.I18nData]) -> None:
+    """The switch and the page load apply the language; then `tabs` (each with its label) are labelled
+    again, since Gradio's tab bar translates a label only when it receives it."""
     set_language_source(request_language)
-    demo.load(None, None, switch, js=LOAD_JS, api_visibility="private")
-    switch.input(None, switch, switch, js=CHOOSE_JS, api_visibility="private")
+
+    def relabel() -> list[gr.Tab]:
+        return [gr.Tab(label=label) for label in tabs.values()]
+
+    for applied in (
+        demo.load(None, None, switch, js=LOAD_JS, api_visibility="private"),
+        switch.input(None, switch, switch, js=CHOOSE_JS, api_visibility="private"),
+    ):
+        applied.then(relabel, None, list(tabs), api_visibility="private", queue=False)
