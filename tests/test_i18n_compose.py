@@ -48,3 +48,15 @@ def test_the_composers_static_text_is_in_the_pages_table_in_both_languages() -> 
     assert table.translations["en"]["ui.tab"] == "Composer"
     assert table.translations["zh"]["action.rewrite"] == "改写"
     assert "ui.library_status" not in table.translations["en"]  # filled in when said, not static
+
+
+def test_an_edit_refused_by_the_article_is_said_in_the_requests_language(tmp_path: Path) -> None:
+    service = compose_service(tmp_path / "data", ScriptedComposeFakeEngine())
+    article = service.start(OWNER, "写一篇西湖游记", [], options(1, plan_first=False, llm_only=True))
+    article = list(service.compose(article))[-1].article
+    with speaking("zh"), pytest.raises(ComposeRejected) as refused:
+        service.undo(OWNER, article.id)
+        service.redo(OWNER, article.id)
+        service.redo(OWNER, article.id)
+    assert str(refused.value) == "没有可重做的内容。"
+    service.store.close()

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from ixc_app.compose.strings import say
 from ixc_app.ixc.compose import split_paragraphs
 
 Step = Literal["outline", "draft", "slots", "captions", "candidates", "select"]
@@ -223,7 +224,7 @@ def change(article: Article, content: Content, *, record: bool = True) -> Articl
 
 def undo(article: Article) -> Article:
     if not article.undo_stack:
-        raise ArticleError("There is nothing to undo.")
+        raise ArticleError(say("error.nothing_to_undo"))
     return touch(
         replace(
             article,
@@ -236,7 +237,7 @@ def undo(article: Article) -> Article:
 
 def redo(article: Article) -> Article:
     if not article.redo_stack:
-        raise ArticleError("There is nothing to redo.")
+        raise ArticleError(say("error.nothing_to_redo"))
     return touch(
         replace(
             article,
@@ -250,7 +251,7 @@ def redo(article: Article) -> Article:
 def rename(article: Article, title: str) -> Article:
     title = " ".join(title.split())
     if not title:
-        raise ArticleError("An article needs a name; type one.")
+        raise ArticleError(say("error.no_title"))
     return touch(replace(article, title=title[:200]))
 
 
@@ -285,9 +286,7 @@ def with_draft(content: Content, draft: str) -> Content:
 
 def paragraph_at(article: Article, index: int) -> Paragraph:
     if not 0 <= index < len(article.paragraphs):
-        raise ArticleError(
-            f"There is no paragraph {index + 1}; the article has {len(article.paragraphs)} paragraphs."
-        )
+        raise ArticleError(say("error.no_such_paragraph", n=index + 1, count=len(article.paragraphs)))
     return article.paragraphs[index]
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import diskcache
 
 from ixc_app.compose.article import Article, rename
+from ixc_app.compose.strings import say
 from ixc_app.media import MediaStore
 
 _ARTICLE = "article"
@@ -31,7 +32,7 @@ class ArticleNotFound(LookupError):
     """The article does not exist for this user (deleted, or it was never theirs)."""
 
     def __init__(self) -> None:
-        super().__init__("This article was not found; it may have been deleted. Start a new one.")
+        super().__init__(say("error.not_found"))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from ixc_app.compose.article import (
     paragraph_at,
     set_paragraphs,
 )
+from ixc_app.compose.strings import say
 from ixc_app.ixc.compose import MAX_PARAGRAPHS
 
 EditAction = Literal[
@@ -45,15 +46,15 @@ def apply_text(article: Article, index: int, action: EditAction, text: str) -> A
     paragraphs = list(article.paragraphs)
     if action in ("insert_before", "insert_after"):
         if not text:
-            raise ArticleError("The new paragraph came back empty; try again or write it by hand.")
+            raise ArticleError(say("error.came_back_empty"))
         if len(paragraphs) >= MAX_PARAGRAPHS:
-            raise ArticleError(f"An article holds at most {MAX_PARAGRAPHS} paragraphs; delete one first.")
+            raise ArticleError(say("error.max_paragraphs", limit=MAX_PARAGRAPHS))
         paragraphs.insert(index if action == "insert_before" else index + 1, Paragraph(text))
     elif action == "delete":
         del paragraphs[index]
     else:
         if not text:
-            raise ArticleError("The paragraph would be empty; delete it instead.")
+            raise ArticleError(say("error.paragraph_empty"))
         paragraphs[index] = replace(paragraph, text=text)
     return set_paragraphs(article, tuple(paragraphs))
 
@@ -63,8 +64,7 @@ def move(article: Article, index: int, offset: Literal[-1, 1]) -> Article:
     paragraph_at(article, index)
     target = index + offset
     if not 0 <= target < len(article.paragraphs):
-        where = "first" if offset < 0 else "last"
-        raise ArticleError(f"Paragraph {index + 1} is already the {where} one.")
+        raise ArticleError(say("error.already_first" if offset < 0 else "error.already_last", n=index + 1))
     paragraphs = list(article.paragraphs)
     paragraphs[index], paragraphs[target] = paragraphs[target], paragraphs[index]
     return set_paragraphs(article, tuple(paragraphs))
@@ -81,7 +81,7 @@ def pick(article: Article, index: int, key: str) -> Article:
     """Show `key` after paragraph `index` (one of its candidates, a gallery pick or an upload)."""
     current = paragraph_at(article, index).figure
     if key in article.image_keys and (current is None or current.key != key):
-        raise ArticleError("That image is already in the article; pick another one.")
+        raise ArticleError(say("error.image_in_article"))
     figure = current or Figure(caption="")
     candidates = figure.candidates or ()
     if key not in candidates:

@@ -90,7 +90,7 @@ class ComposeService:
     def image_of(self, key: str) -> ImageRef:
         stored = self.media.get(key)
         if stored is None or stored.kind != "image":
-            raise ComposeFailed("An image of this article is no longer stored; pick another one.")
+            raise ComposeFailed(say("error.image_gone"))
         return ImageRef(key=key, path=str(stored.path), width=stored.width, height=stored.height)
 
     def default_settings(self) -> WritingSettings:
