@@ -60,7 +60,7 @@ def build_app(services: Services) -> gr.Blocks:
             compose_view = composer_tab(
                 composer.default_settings(), settings.limits.max_new_tokens, composer.planner.engine_notes()
             )
-        wire_language(demo, switch, {chat: word("app.tab_chat"), compose_view.tab: word("ui.tab")})
+        wire_language(demo, switch, {chat: "app.tab_chat", compose_view.tab: "ui.tab"})
         wire_chat(demo, view, handlers, ChatApi(service, owners), capabilities.max_concurrency)
         wire_transfer(view, TransferHandlers(handlers))
         compose_handlers = ComposeHandlers(composer, owners)

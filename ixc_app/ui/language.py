@@ -21,8 +21,9 @@ from gradio.context import LocalContext
 from ixc_app.compose.strings import STRINGS
 from ixc_app.compose.strings_zh import STRINGS_ZH
 from ixc_app.config import Limits
-from ixc_app.i18n import LANGUAGES, pick_language, set_language_source
+from ixc_app.i18n import LANGUAGES, current_language, pick_language, set_language_source
 from ixc_app.i18n.labels import LABELS
+from ixc_app.ui.errors import INSTANT
 
 LANGUAGE_COOKIE = "ixc_lang"
 FRONTEND_LOCALES = {"en": "en", "zh": "zh-CN"}
@@ -108,16 +109,26 @@ def language_switch() -> gr.Radio:
     )
 
 
-def wire_language(demo: gr.Blocks, switch: gr.Radio, tabs: Mapping[gr.Tab, gr.i18n.I18nData]) -> None:
-    """The switch and the page load apply the language; then `tabs` (each with its label) are labelled
-    again, since Gradio's tab bar translates a label only when it receives it."""
+def static_text(key: str) -> str:
+    """The static text `key` in the request's language, as plain text: for what Gradio's frontend does not
+    translate again when the page's language changes."""
+    english, chinese = LABELS[key] if key in LABELS else composer_texts()[key]
+    return chinese if current_language() == "zh" else english
+
+
+def wire_language(demo: gr.Blocks, switch: gr.Radio, tabs: Mapping[gr.Tab, str]) -> None:
+    """The switch and the page load apply the language; then `tabs` are labelled again (each by the key
+    of its static text) in the language the request carries: Gradio's tab bar translates a label only
+    when it is first drawn, and redraws it only for a label that differs from the one it has."""
     set_language_source(request_language)
+    for key in tabs.values():
+        static_text(key)  # a KeyError now rather than on the first page load
 
     def relabel() -> list[gr.Tab]:
-        return [gr.Tab(label=label) for label in tabs.values()]
+        return [gr.Tab(label=static_text(key)) for key in tabs.values()]
 
     for applied in (
         demo.load(None, None, switch, js=LOAD_JS, api_visibility="private"),
         switch.input(None, switch, switch, js=CHOOSE_JS, api_visibility="private"),
     ):
-        applied.then(relabel, None, list(tabs), api_visibility="private", queue=False)
+        applied.then(relabel, None, list(tabs), api_visibility="private", **INSTANT)
